@@ -1,0 +1,1127 @@
+"""The per-process runtime: mailbox, connections, links, monitors, signals, spawn.
+
+Every OTP process is an OS process, and every OS process of a node holds one
+`Process` object (module global `_proc`): the runtime half of that process.
+
+Connections
+-----------
+Each process listens on a Unix stream socket in the node's private runtime
+directory (`<rundir>/<ospid>.<serial>`). Processes talk over one connection
+per pair, used in both directions: the first process that needs to reach the
+other connects, sends HELLO (its Pid, checked against SO_PEERCRED), and the
+acceptor answers WELCOME. A spawned child starts with a socketpair to its
+spawner, so parent and child are connected from birth.
+
+Messages between a pair travel on one connection, so they arrive in send
+order (OTP's one ordering guarantee). If both sides connect at the same moment
+there are two connections; each side keeps sending on the first one it had,
+which keeps its own order.
+
+Deaths
+------
+A process never closes a connection while it lives. When it ends gracefully it
+sends EXITING(reason) on every connection, then `os._exit`s and the kernel
+closes its sockets. A peer that sees the last of its connections to a process
+close learns of that death from the OS: with the reason if EXITING came first,
+as `"killed"` if not (SIGKILL, a segfault). That is how links and monitors
+survive `kill -9`, with no polling.
+
+Monitors are kept only by the monitoring side: the monitored process does not
+need to know about them, since its EXITING goes to every connection. A
+`gen_server.call` thus costs one frame out and one back, no monitor frames.
+
+Links are kept on both sides (LINK / UNLINK frames), because each side must
+act on the other's death.
+
+Signals that would end a non-trapping process are noted when read and acted
+on at the next `receive`: the I/O layer never raises into the middle of a
+send. `exit(pid, "kill")` is SIGKILL itself, untrappable by construction.
+"""
+
+from __future__ import annotations
+
+import collections
+import errno
+import heapq
+import itertools
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable
+from typing import Any
+
+from . import _codec
+from ._codec import (
+    EXIT,
+    EXITING,
+    HDR,
+    HELLO,
+    HELLO_BODY,
+    INFO_REP,
+    INFO_REQ,
+    KIND_SHIFT,
+    KINDS,
+    LEN_MASK,
+    LINK,
+    MAX_FRAME,
+    MSG,
+    MSG_DILL,
+    UNLINK,
+    WELCOME,
+)
+from ._exceptions import BadArg, Exit, NoProc, NotPicklable, ReceiveTimeout
+from ._log import log_crash, log_warning
+from ._proc_os import is_os_process_alive, start_time
+from ._terms import DOWN, Crash, Pid, Ref, TimerRef
+from ._terms import EXIT as EXIT_MSG
+
+NODE_NAME = "nonode@nohost"
+
+READ_SIZE = 256 * 1024
+# A frame larger than this is read straight into a buffer of its own size,
+# instead of being accumulated from 256 KiB reads.
+BIG_FRAME = 512 * 1024
+# A process busy with its mailbox still looks at its sockets every this many
+# receives, so exit signals and timers are not starved by a long queue.
+POLL_EVERY = 64
+# How long a terminating process tries to hand its EXITING frame to a peer
+# whose socket buffer is full before giving up (the peer then sees "killed").
+EXITING_DEADLINE = 2.0
+
+_pack = HDR.pack
+_unpack_from = HDR.unpack_from
+_dumps = _codec.dumps
+_loads = _codec.loads
+_monotonic = time.monotonic
+_os_read = os.read
+_os_write = os.write
+
+_EPOLLIN = select.EPOLLIN
+_EPOLLOUT = select.EPOLLOUT
+_EPOLL_ERRHUP = select.EPOLLERR | select.EPOLLHUP
+
+_proc: Process | None = None
+_forking = False  # True while this runtime forks: the at-fork hook leaves fds alone
+
+
+class Conn:
+    """One connection to a peer process (either side may have opened it)."""
+
+    __slots__ = ("big", "bigkind", "bigpos", "buf", "cred_pid", "fd", "peer", "welcomed")
+
+    def __init__(self, fd: int, peer: Pid | None, welcomed: bool, cred_pid: int = 0) -> None:
+        self.fd = fd
+        self.peer = peer
+        self.welcomed = welcomed
+        self.cred_pid = cred_pid
+        self.buf = b""
+        self.big: bytearray | None = None
+        self.bigpos = 0
+        self.bigkind = 0
+
+
+class Process:
+    """The runtime state of the current OS process."""
+
+    def __init__(self, pid: Pid, rundir: str, lsock: socket.socket, is_main: bool) -> None:
+        self.pid = pid
+        self.rundir = rundir
+        self.is_main = is_main
+        self.mailbox: collections.deque[Any] = collections.deque()
+        self.conns: dict[Pid, Conn] = {}  # the connection we send on, per peer
+        self.peer_fds: dict[Pid, list[Conn]] = {}  # every open connection, per peer
+        self.fds: dict[int, Conn] = {}
+        self.dying: dict[Pid, Any] = {}  # reasons from EXITING frames, until the last EOF
+        self.links: set[Pid] = set()
+        self.monitors: dict[Ref, tuple[Pid, Any]] = {}
+        self.mon_by_pid: dict[Pid, set[Ref]] = {}
+        self.trap = False
+        self.pending_exit: tuple[Any] | None = None
+        self.deferred: list[tuple[Conn, bytes]] = []
+        self.writing: Conn | None = None
+        self.timers: list[tuple[float, int, TimerRef]] = []
+        self.timer_map: dict[TimerRef, tuple[float, Any, Any]] = {}
+        self.children: dict[int, Pid] = {}  # forked by us: reaped by us
+        self.reap_pending: set[int] = set()
+        self.spawned: list[Pid] = []  # in start order (the main program stops them at exit)
+        self.info: dict[str, Any] = {}  # labels set by upper layers (behaviour, name...)
+        self.status = "running"
+        self.msgs_in = 0
+        self.msgs_out = 0
+        self.since_poll = 0
+        self.lifeline = -1
+        self.sig_r = -1
+        self.sig_w = -1
+        self.zygote: socket.socket | None = None
+        self.zlock = threading.Lock()
+        self.lsock = lsock
+        self.lfd = lsock.fileno()
+        self.ep = select.epoll()
+        self.ep.register(self.lfd, _EPOLLIN)
+        self.refs = itertools.count(1)
+        self.seq = itertools.count()
+        self.uid = os.getuid()
+
+    # ------------------------------------------------------------------ fds
+
+    def runtime_fds(self) -> list[int]:
+        """Every descriptor this runtime owns (closed in a forked child)."""
+        fds = list(self.fds)
+        fds.append(self.lfd)
+        fds.append(self.ep.fileno())
+        for fd in (self.sig_r, self.sig_w):
+            if fd >= 0:
+                fds.append(fd)
+        if self.zygote is not None:
+            fds.append(self.zygote.fileno())
+        return fds
+
+    def close_in_child(self, keep: set[int]) -> None:
+        """In a freshly forked child: close what the parent's runtime owned.
+
+        The child must not hold the parent's sockets: a peer learns of the
+        parent's death only when the *last* holder of its socket goes away.
+        """
+        fds = sorted(set(self.runtime_fds()) - keep)
+        self.ep.close()
+        self.lsock.detach()
+        if self.zygote is not None:
+            self.zygote.detach()
+        _close_fds(fds)
+
+    def add_conn(self, c: Conn) -> None:
+        self.fds[c.fd] = c
+        self.ep.register(c.fd, _EPOLLIN)
+        if c.peer is not None:
+            self._add_peer_conn(c)
+
+    def _add_peer_conn(self, c: Conn) -> None:
+        peer = c.peer
+        assert peer is not None
+        lst = self.peer_fds.get(peer)
+        if lst is None:
+            self.peer_fds[peer] = [c]
+            self.conns[peer] = c
+        else:
+            lst.append(c)
+
+    def _drop_conn(self, c: Conn) -> None:
+        fd = c.fd
+        if self.fds.pop(fd, None) is None:
+            return
+        try:
+            self.ep.unregister(fd)
+        except OSError:
+            pass
+        os.close(fd)
+
+    # ------------------------------------------------------------ connecting
+
+    def connect(self, pid: Pid) -> Conn | None:
+        """The connection to `pid`, opened if needed; None if it is not alive."""
+        c = self.conns.get(pid)
+        if c is not None:
+            return c
+        if pid.node != NODE_NAME:
+            return None
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.connect(sock_path(self.rundir, pid))
+        except (FileNotFoundError, ConnectionRefusedError, OSError):
+            s.close()
+            return None
+        s.setblocking(False)
+        c = Conn(s.detach(), pid, welcomed=False)
+        self.add_conn(c)
+        self.write(c, _codec.frame(HELLO, HELLO_BODY.pack(self.pid.id, self.pid.serial)))
+        return c
+
+    def accept(self) -> None:
+        while True:
+            try:
+                s, _ = self.lsock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:
+                if e.errno in (errno.EMFILE, errno.ENFILE):
+                    log_warning(f"{self.pid}: out of descriptors, connection refused")
+                return
+            try:
+                cred = s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+                cpid, cuid, _gid = struct.unpack("3i", cred)
+            except OSError:
+                s.close()
+                continue
+            if cuid != self.uid:
+                # Another OS user: nothing it sends is ever read, let alone unpickled.
+                log_warning(f"{self.pid}: refused a connection from uid {cuid}")
+                s.close()
+                continue
+            s.setblocking(False)
+            self.add_conn(Conn(s.detach(), None, welcomed=True, cred_pid=cpid))
+
+    # ---------------------------------------------------------------- writing
+
+    def write(self, c: Conn, data: bytes) -> bool:
+        """Write a whole frame; False if the peer is gone (the bytes are dropped)."""
+        try:
+            n = _os_write(c.fd, data)
+        except BlockingIOError:
+            n = 0
+        except OSError:
+            return False
+        if n == len(data):
+            return True
+        return self._write_slow(c, memoryview(data)[n:])
+
+    def writev(self, c: Conn, parts: list[Any]) -> bool:
+        total = sum(len(p) for p in parts)
+        try:
+            n = os.writev(c.fd, parts)
+        except BlockingIOError:
+            n = 0
+        except OSError:
+            return False
+        if n == total:
+            return True
+        rest = bytearray()
+        for p in parts:
+            rest += p
+        return self._write_slow(c, memoryview(rest)[n:])
+
+    def _write_slow(self, c: Conn, mv: memoryview, deadline: float | None = None) -> bool:
+        """The socket buffer is full: wait until it drains, reading meanwhile.
+
+        Reading while we wait is what keeps two processes that send each other
+        large messages at the same moment from deadlocking: each one's reads
+        make room for the other's writes. What is read is only queued (or
+        noted, for signals); nothing here raises into the sender.
+        """
+        prev_writing = self.writing
+        self.writing = c
+        fd = c.fd
+        try:
+            self.ep.modify(fd, _EPOLLIN | _EPOLLOUT)
+        except OSError:
+            return False
+        try:
+            while mv:
+                timeout = -1.0
+                if deadline is not None:
+                    timeout = deadline - _monotonic()
+                    if timeout <= 0:
+                        return False
+                for efd, ev in self.ep.poll(timeout):
+                    if efd == fd:
+                        if ev & _EPOLLOUT:
+                            try:
+                                n = _os_write(fd, mv)
+                            except BlockingIOError:
+                                n = 0
+                            except OSError:
+                                return False
+                            mv = mv[n:]
+                            if not mv:
+                                break
+                        if ev & _EPOLLIN or ev & _EPOLL_ERRHUP and fd in self.fds:
+                            self.on_readable(c)
+                            if fd not in self.fds:
+                                return False
+                    else:
+                        self.on_event(efd, ev)
+                if fd not in self.fds:
+                    return False
+            return True
+        finally:
+            self.writing = prev_writing
+            if fd in self.fds:
+                try:
+                    self.ep.modify(fd, _EPOLLIN)
+                except OSError:
+                    pass
+
+    def send(self, dest: Pid, msg: Any) -> None:
+        kind, payload = _dumps(msg)
+        self.msgs_out += 1
+        if dest == self.pid:
+            self.mailbox.append(_loads(kind, payload))
+            return
+        c = self.conns.get(dest)
+        if c is None:
+            c = self.connect(dest)
+            if c is None:
+                return  # a dead Pid: dropped, as in Erlang
+        n = len(payload)
+        if n < 65536:
+            self.write(c, _pack((kind << KIND_SHIFT) | n) + payload)
+        else:
+            self.writev(c, [_pack((kind << KIND_SHIFT) | n), payload])
+
+    def send_signal(self, dest: Pid, kind: int, payload: bytes = b"") -> bool:
+        c = self.connect(dest)
+        if c is None:
+            return False
+        if self.writing is c:
+            self.deferred.append((c, _codec.frame(kind, payload)))
+            return True
+        return self.write(c, _codec.frame(kind, payload))
+
+    # ---------------------------------------------------------------- reading
+
+    def on_event(self, fd: int, ev: int) -> None:
+        c = self.fds.get(fd)
+        if c is not None:
+            self.on_readable(c)
+        elif fd == self.lfd:
+            self.accept()
+        elif fd == self.sig_r:
+            self.reap()
+        elif fd == self.lifeline:
+            # The node's root process is gone: so is the node.
+            _hard_exit(1)
+
+    def on_readable(self, c: Conn) -> None:
+        if c.big is not None:
+            self._read_big(c)
+            return
+        try:
+            data = _os_read(c.fd, READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.on_eof(c)
+            return
+        if c.buf:
+            data = c.buf + data
+            c.buf = b""
+        self._parse(c, data)
+
+    def _parse(self, c: Conn, data: bytes) -> None:
+        pos = 0
+        end_data = len(data)
+        mailbox = self.mailbox
+        while end_data - pos >= 8:
+            (h,) = _unpack_from(data, pos)
+            kind = h >> KIND_SHIFT
+            size = h & LEN_MASK
+            if kind >= KINDS or size > MAX_FRAME or (c.peer is None and kind != HELLO):
+                self._garbage(c, f"bad frame header kind={kind} size={size}")
+                return
+            start = pos + 8
+            end = start + size
+            if end > end_data:
+                if size >= BIG_FRAME:
+                    big = bytearray(size)
+                    have = end_data - start
+                    big[:have] = memoryview(data)[start:]
+                    c.big = big
+                    c.bigpos = have
+                    c.bigkind = kind
+                    return
+                break
+            if kind == MSG:
+                try:
+                    mailbox.append(_loads(MSG, memoryview(data)[start:end]))
+                    self.msgs_in += 1
+                except Exception as e:
+                    self._undecodable(c, e)
+            else:
+                self._control(c, kind, memoryview(data)[start:end])
+                if c.fd not in self.fds:
+                    return
+            pos = end
+        if pos < end_data:
+            c.buf = data[pos:]
+
+    def _read_big(self, c: Conn) -> None:
+        big = c.big
+        assert big is not None
+        try:
+            n = os.readv(c.fd, [memoryview(big)[c.bigpos :]])
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            n = 0
+        if n == 0:
+            c.big = None
+            self.on_eof(c)
+            return
+        c.bigpos += n
+        if c.bigpos == len(big):
+            c.big = None
+            if c.bigkind in (MSG, MSG_DILL):
+                try:
+                    self.mailbox.append(_loads(c.bigkind, big))
+                    self.msgs_in += 1
+                except Exception as e:
+                    self._undecodable(c, e)
+            else:
+                self._control(c, c.bigkind, memoryview(big))
+
+    def _undecodable(self, c: Conn, e: Exception) -> None:
+        log_warning(
+            f"{self.pid}: dropped a message from {c.peer} that cannot be "
+            f"unpickled here: {type(e).__name__}: {e}"
+        )
+
+    def _garbage(self, c: Conn, why: str) -> None:
+        log_warning(f"{self.pid}: closed a connection from {c.peer or 'unknown'}: {why}")
+        self.on_eof(c, garbage=True)
+
+    def _control(self, c: Conn, kind: int, payload: memoryview) -> None:
+        peer = c.peer
+        if kind == MSG_DILL:
+            try:
+                self.mailbox.append(_loads(MSG_DILL, payload))
+                self.msgs_in += 1
+            except Exception as e:
+                self._undecodable(c, e)
+        elif kind == HELLO:
+            if peer is not None or len(payload) != HELLO_BODY.size:
+                self._garbage(c, "unexpected HELLO")
+                return
+            ospid, serial = HELLO_BODY.unpack(payload)
+            if ospid != c.cred_pid:
+                self._garbage(c, f"HELLO claims OS pid {ospid}, the socket says {c.cred_pid}")
+                return
+            c.peer = Pid(NODE_NAME, ospid, serial)
+            self._add_peer_conn(c)
+            self.write(c, _codec.frame(WELCOME))
+        elif kind == WELCOME:
+            c.welcomed = True
+        elif kind == LINK:
+            assert peer is not None
+            self.links.add(peer)
+        elif kind == UNLINK:
+            assert peer is not None
+            self.links.discard(peer)
+        elif kind == EXIT:
+            assert peer is not None
+            try:
+                reason = _loads(MSG, payload)
+            except Exception as e:
+                self._undecodable(c, e)
+                return
+            self.exit_signal(peer, reason)
+        elif kind == EXITING:
+            assert peer is not None
+            try:
+                self.dying[peer] = _loads(MSG, payload)
+            except Exception:
+                self.dying[peer] = "killed"
+        elif kind == INFO_REQ:
+            ref = _loads(MSG, payload)
+            data = _codec.frame(MSG, _dumps((ref, self.local_info()))[1])
+            if self.writing is c:
+                self.deferred.append((c, data))
+            else:
+                self.write(c, data)
+        elif kind == INFO_REP:  # pragma: no cover - answers travel as MSG
+            pass
+
+    def on_eof(self, c: Conn, garbage: bool = False) -> None:
+        self._drop_conn(c)
+        c.buf = b""
+        c.big = None
+        peer = c.peer
+        if peer is None:
+            return
+        lst = self.peer_fds.get(peer)
+        if lst is None:
+            return
+        if c in lst:
+            lst.remove(c)
+        if self.conns.get(peer) is c:
+            if lst:
+                self.conns[peer] = lst[0]
+            else:
+                del self.conns[peer]
+        if lst:
+            return  # the peer is dead only when its last connection is gone
+        del self.peer_fds[peer]
+        if garbage:
+            return
+        reason = self.dying.pop(peer, None)
+        if reason is None:
+            reason = "killed" if c.welcomed else "noproc"
+        if peer.id in self.children:
+            self.reap_pending.add(peer.id)
+            self.reap()
+        self.peer_down(peer, reason)
+
+    def peer_down(self, peer: Pid, reason: Any) -> None:
+        """`peer` ended with `reason`: fire our links and monitors on it."""
+        refs = self.mon_by_pid.pop(peer, None)
+        if refs:
+            for ref in sorted(refs, key=lambda r: r.ids):
+                obj = self.monitors.pop(ref, (None, peer))[1]
+                self.mailbox.append(DOWN(ref, obj, reason))
+        if peer in self.links:
+            self.links.discard(peer)
+            self.exit_signal(peer, reason, linked=True)
+
+    def exit_signal(self, sender: Pid, reason: Any, linked: bool = False) -> None:
+        """An exit signal arrived (OTP semantics, otp-semantics.md section 5)."""
+        if self.trap:
+            self.mailbox.append(EXIT_MSG(sender, reason))
+        elif reason == "normal" and sender != self.pid:
+            return
+        elif self.pending_exit is None:
+            self.pending_exit = (reason,)
+
+    # -------------------------------------------------------------- receiving
+
+    def wait(self, timeout: float | None) -> None:
+        """Block until something arrives (or `timeout`); read what did."""
+        if self.timers:
+            due = self.timers[0][0] - _monotonic()
+            if timeout is None or due < timeout:
+                timeout = max(due, 0.0)
+        # Status is "waiting" until the events are handled: a process_info
+        # request read here is answered by a process that was waiting.
+        self.status = "waiting"
+        try:
+            events = self.ep.poll(-1.0 if timeout is None else timeout)
+            fds = self.fds
+            for fd, _ev in events:
+                c = fds.get(fd)
+                if c is not None:
+                    self.on_readable(c)
+                else:
+                    self.on_event(fd, _ev)
+        finally:
+            self.status = "running"
+        if self.deferred:
+            deferred, self.deferred = self.deferred, []
+            for dc, data in deferred:
+                if dc.fd in self.fds:
+                    self.write(dc, data)
+        if self.timers:
+            self.fire_timers()
+
+    def receive(self, match: Callable[[Any], bool] | None, timeout: float | None) -> Any:
+        mb = self.mailbox
+        deadline = None
+        scanned = 0
+        while True:
+            if self.pending_exit is not None:
+                self.die_from_signal()
+            if mb:
+                self.since_poll += 1
+                if self.since_poll >= POLL_EVERY:
+                    self.since_poll = 0
+                    self.wait(0)
+                    if self.pending_exit is not None:
+                        self.die_from_signal()
+                if match is None:
+                    return mb.popleft()
+                n = len(mb)
+                if scanned < n:
+                    i = scanned
+                    for m in itertools.islice(mb, scanned, None):
+                        if match(m):
+                            del mb[i]
+                            return m
+                        i += 1
+                    scanned = n
+            if timeout is None:
+                self.wait(None)
+                continue
+            now = _monotonic()
+            if deadline is None:
+                deadline = now + timeout
+            remaining = deadline - now
+            if remaining <= 0:
+                if timeout == 0 and deadline == now:
+                    # timeout=0 still looks at what has already arrived.
+                    self.wait(0)
+                    deadline -= 1
+                    continue
+                raise ReceiveTimeout(f"no matching message within {timeout} s")
+            self.wait(remaining)
+
+    def die_from_signal(self) -> None:
+        assert self.pending_exit is not None
+        (reason,) = self.pending_exit
+        if self.is_main:
+            # The main program is a process too, but not one the runtime may
+            # end behind the user's back: the signal surfaces as otp.Exit.
+            self.pending_exit = None
+            raise Exit(reason)
+        self.terminate(reason)
+
+    # ----------------------------------------------------------------- timers
+
+    def send_after(self, seconds: float, dest: Any, msg: Any) -> TimerRef:
+        tref = TimerRef(NODE_NAME, (self.pid.id, self.pid.serial, next(self.refs)))
+        deadline = _monotonic() + max(seconds, 0.0)
+        _dumps(msg)  # an unpicklable message raises now, in the sender
+        self.timer_map[tref] = (deadline, dest, msg)
+        heapq.heappush(self.timers, (deadline, next(self.seq), tref))
+        return tref
+
+    def cancel_timer(self, tref: TimerRef) -> float | bool:
+        entry = self.timer_map.pop(tref, None)
+        if entry is None:
+            return False
+        return max(entry[0] - _monotonic(), 0.0)
+
+    def fire_timers(self) -> None:
+        now = _monotonic()
+        timers = self.timers
+        while timers and timers[0][0] <= now:
+            _, _, tref = heapq.heappop(timers)
+            entry = self.timer_map.pop(tref, None)
+            if entry is None:
+                continue
+            dest = entry[1]
+            try:
+                if type(dest) is not Pid:
+                    dest = resolve(dest)
+                self.send(dest, entry[2])
+            except NoProc:
+                pass
+
+    # ----------------------------------------------------------- introspection
+
+    def local_info(self) -> dict[str, Any]:
+        name = registered_name(self.pid)
+        return {
+            "pid": self.pid,
+            "os_pid": os.getpid(),
+            "registered_name": name,
+            "status": self.status,
+            "message_queue_len": len(self.mailbox),
+            "links": sorted(self.links),
+            "monitors": sorted({p for p, _ in self.monitors.values()}),
+            "trap_exit": self.trap,
+            "messages_in": self.msgs_in,
+            "messages_out": self.msgs_out,
+            **self.info,
+        }
+
+    # ---------------------------------------------------------------- reaping
+
+    def ensure_sigchld(self) -> None:
+        """Learn of our children's ends from SIGCHLD, through a wakeup pipe in epoll.
+
+        One descriptor for all children: a pidfd per child would double the
+        descriptors of a supervisor with 10,000 children.
+        """
+        if self.sig_r >= 0:
+            return
+        r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.sig_r, self.sig_w = r, w
+        signal.signal(signal.SIGCHLD, _noop_handler)
+        signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+        self.ep.register(r, _EPOLLIN)
+
+    def reap(self) -> None:
+        if self.sig_r >= 0:
+            try:
+                while os.read(self.sig_r, 512):
+                    pass
+            except BlockingIOError:
+                pass
+        if not self.reap_pending:
+            # SIGCHLD without a known death: a child died without our seeing
+            # its connection close yet (or a child we never connected to).
+            self.reap_pending.update(self.children)
+        for ospid in list(self.reap_pending):
+            try:
+                done, _status = os.waitpid(ospid, os.WNOHANG)
+            except ChildProcessError:
+                done = ospid
+            if done:
+                self.reap_pending.discard(ospid)
+                child = self.children.pop(ospid, None)
+                if child is not None:
+                    cleanup_dead(self.rundir, child)
+
+    # ----------------------------------------------------------------- ending
+
+    def terminate(self, reason: Any) -> None:
+        """End this process with `reason`: tell every peer, then leave.
+
+        Order matters. The name and the socket path go first, so nobody new
+        can reach a process that is about to vanish (they get noproc). Then
+        EXITING goes out on every connection, after any message already sent
+        on it. Sockets are left for the kernel to close at exit: it marks the
+        process as exiting *before* closing them, so a peer that sees the close
+        also sees the process as dead (is_process_alive is never stale).
+        """
+        try:
+            unregister_pid(self.rundir, self.pid)
+            try:
+                os.unlink(sock_path(self.rundir, self.pid))
+            except OSError:
+                pass
+            try:
+                kind, payload = _dumps(reason)
+                if kind != MSG:
+                    raise NotPicklable("reason")
+            except Exception:
+                payload = _dumps(repr(reason))[1]
+            frame = _codec.frame(EXITING, payload)
+            for peer in list(self.links):
+                if peer not in self.conns:
+                    self.connect(peer)
+            deadline = _monotonic() + EXITING_DEADLINE
+            for c in list(self.fds.values()):
+                if c.fd not in self.fds:
+                    continue
+                try:
+                    n = _os_write(c.fd, frame)
+                except BlockingIOError:
+                    n = 0
+                except OSError:
+                    continue
+                if n < len(frame):
+                    self._write_slow(c, memoryview(frame)[n:], deadline)
+        finally:
+            _hard_exit(0 if reason == "normal" else 1)
+
+
+def _noop_handler(signum: int, frame: Any) -> None:
+    pass
+
+
+def _hard_exit(code: int) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    os._exit(code)
+
+
+def _close_fds(fds: list[int]) -> None:
+    """Close sorted descriptors, in runs (one close_range call per run)."""
+    i = 0
+    n = len(fds)
+    while i < n:
+        j = i
+        while j + 1 < n and fds[j + 1] == fds[j] + 1:
+            j += 1
+        os.closerange(fds[i], fds[j] + 1)
+        i = j + 1
+
+
+# --------------------------------------------------------------------- paths
+
+
+def sock_path(rundir: str, pid: Pid) -> str:
+    return f"{rundir}/{pid.id}.{pid.serial}"
+
+
+def _name_path(rundir: str, name: str) -> str:
+    return f"{rundir}/names/{urllib.parse.quote(name, safe='')}"
+
+
+def cleanup_dead(rundir: str, pid: Pid) -> None:
+    """Remove what a dead process left in the runtime directory (it may have
+    been killed before it could remove them itself)."""
+    try:
+        os.unlink(sock_path(rundir, pid))
+    except OSError:
+        pass
+    unregister_pid(rundir, pid)
+
+
+# --------------------------------------------------------------------- names
+#
+# The registry is a directory of symlinks, name -> "<ospid>.<serial>": lookups
+# are one readlink, no round trip to any process. Writes take a lock file, so
+# that "is the holder dead? then replace it" is atomic.
+
+
+class _NamesLock:
+    def __init__(self, rundir: str) -> None:
+        self.path = f"{rundir}/names.lock"
+
+    def __enter__(self) -> None:
+        import fcntl
+
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: Any) -> None:
+        os.close(self.fd)
+
+
+def _parse_target(target: str) -> Pid | None:
+    try:
+        a, b = target.split(".")
+        return Pid(NODE_NAME, int(a), int(b))
+    except ValueError:
+        return None
+
+
+def lookup(rundir: str, name: str) -> Pid | None:
+    """The Pid a name points to (alive or not), or None."""
+    try:
+        return _parse_target(os.readlink(_name_path(rundir, name)))
+    except OSError:
+        return None
+
+
+def register(rundir: str, name: str, pid: Pid) -> None:
+    if not isinstance(name, str) or not name or name == "undefined":
+        raise BadArg(f"invalid name: {name!r}")
+    path = _name_path(rundir, name)
+    with _NamesLock(rundir):
+        if not is_alive(pid):
+            raise BadArg(f"cannot register {name!r}: {pid} is not alive")
+        current = lookup(rundir, name)
+        if current is not None:
+            if is_alive(current):
+                raise BadArg(f"name {name!r} is already registered to {current}")
+            os.unlink(path)
+        if registered_name(pid) is not None:
+            raise BadArg(f"{pid} already has a registered name")
+        os.symlink(f"{pid.id}.{pid.serial}", path)
+
+
+def unregister(rundir: str, name: str) -> None:
+    path = _name_path(rundir, name)
+    with _NamesLock(rundir):
+        current = lookup(rundir, name)
+        if current is None or not is_alive(current):
+            if current is not None:
+                os.unlink(path)
+            raise BadArg(f"name {name!r} is not registered")
+        os.unlink(path)
+
+
+def names_of(rundir: str) -> dict[str, Pid]:
+    out = {}
+    try:
+        entries = os.listdir(f"{rundir}/names")
+    except OSError:
+        return {}
+    for q in entries:
+        pid = lookup(rundir, urllib.parse.unquote(q))
+        if pid is not None:
+            out[urllib.parse.unquote(q)] = pid
+    return out
+
+
+def unregister_pid(rundir: str, pid: Pid) -> None:
+    """Free every name held by `pid` (a process ending, or its reaper)."""
+    held = [n for n, p in names_of(rundir).items() if p == pid]
+    if not held:
+        return
+    with _NamesLock(rundir):
+        for name in held:
+            if lookup(rundir, name) == pid:
+                try:
+                    os.unlink(_name_path(rundir, name))
+                except OSError:
+                    pass
+
+
+def registered_name(pid: Pid) -> str | None:
+    p = _proc
+    if p is None:
+        return None
+    for n, holder in names_of(p.rundir).items():
+        if holder == pid:
+            return n
+    return None
+
+
+# -------------------------------------------------------- the public surface
+
+
+def current() -> Process:
+    p = _proc
+    if p is None:
+        from . import _node
+
+        p = _node.ensure_started()
+    return p
+
+
+def is_alive(pid: Pid) -> bool:
+    p = _proc
+    if p is not None and pid == p.pid:
+        return True
+    if pid.node != NODE_NAME:
+        return False
+    return is_os_process_alive(pid.id, pid.serial)
+
+
+def resolve(dest: Any) -> Pid:
+    """A Pid for a send destination: a Pid, or a registered name."""
+    if type(dest) is Pid:
+        return dest
+    if isinstance(dest, str):
+        pid = lookup(current().rundir, dest)
+        if pid is None:
+            raise NoProc(dest, f"no process registered as {dest!r}")
+        return pid
+    raise BadArg(f"not a Pid or a registered name: {dest!r}")
+
+
+def send(dest: Any, msg: Any) -> None:
+    p = _proc or current()
+    if type(dest) is not Pid:
+        pid = resolve(dest)
+        if pid != p.pid and pid not in p.conns and p.connect(pid) is None:
+            raise NoProc(dest, f"no process registered as {dest!r}")
+        dest = pid
+    p.send(dest, msg)
+
+
+def make_ref() -> Ref:
+    p = _proc or current()
+    return Ref(NODE_NAME, (p.pid.id, p.pid.serial, next(p.refs)))
+
+
+def link(pid: Pid) -> None:
+    p = current()
+    if pid == p.pid:
+        return
+    if pid in p.links:
+        return
+    if p.connect(pid) is None:
+        if p.trap:
+            p.mailbox.append(EXIT_MSG(pid, "noproc"))
+            return
+        raise NoProc(pid, f"cannot link to {pid}: no such process")
+    p.links.add(pid)
+    p.send_signal(pid, LINK)
+
+
+def unlink(pid: Pid) -> None:
+    p = current()
+    if pid in p.links:
+        p.links.discard(pid)
+        p.send_signal(pid, UNLINK)
+
+
+def monitor(target: Any) -> Ref:
+    p = current()
+    ref = Ref(NODE_NAME, (p.pid.id, p.pid.serial, next(p.refs)))
+    if type(target) is Pid:
+        pid: Pid | None = target
+        obj: Any = target
+    else:
+        obj = (target, NODE_NAME)
+        pid = lookup(p.rundir, target) if isinstance(target, str) else None
+    if pid is None or pid == p.pid or p.connect(pid) is None:
+        if pid == p.pid:
+            raise BadArg("a process cannot monitor itself here")
+        p.mailbox.append(DOWN(ref, obj, "noproc"))
+        return ref
+    p.monitors[ref] = (pid, obj)
+    p.mon_by_pid.setdefault(pid, set()).add(ref)
+    return ref
+
+
+def demonitor(ref: Ref, flush: bool = False) -> bool:
+    p = current()
+    entry = p.monitors.pop(ref, None)
+    if entry is not None:
+        refs = p.mon_by_pid.get(entry[0])
+        if refs is not None:
+            refs.discard(ref)
+            if not refs:
+                del p.mon_by_pid[entry[0]]
+    if flush:
+        mb = p.mailbox
+        for i, m in enumerate(mb):
+            if type(m) is DOWN and m.ref == ref:
+                del mb[i]
+                break
+    return entry is not None
+
+
+def exit(pid: Any, reason: Any) -> None:  # noqa: A001 - Erlang's name
+    p = current()
+    pid = resolve(pid)
+    if pid == p.pid:
+        if reason == "kill":
+            p.pending_exit = ("killed",)
+        elif reason == "normal":
+            p.pending_exit = ("normal",)
+        else:
+            p.exit_signal(pid, reason)
+        if p.pending_exit is not None and not p.is_main:
+            p.die_from_signal()
+        return
+    if reason == "kill":
+        # Untrappable by construction: the OS does it. Links and monitors of
+        # the victim see "killed" (its sockets close without an EXITING).
+        if is_alive(pid):
+            try:
+                os.kill(pid.id, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        return
+    kind, payload = _dumps(reason)
+    if kind != MSG:
+        raise NotPicklable(f"exit reason must pickle without dill: {reason!r}")
+    p.send_signal(pid, EXIT, payload)
+
+
+def trap_exit(flag: bool) -> bool:
+    p = current()
+    old = p.trap
+    p.trap = bool(flag)
+    return old
+
+
+def receive(match: Callable[[Any], bool] | None = None, timeout: float | None = None) -> Any:
+    p = _proc or current()
+    return p.receive(match, timeout)
+
+
+def crash_reason(exc: BaseException) -> Any:
+    if isinstance(exc, Exit):
+        return exc.reason
+    return Crash.from_exception(exc)
+
+
+def run_process_body(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Run a process's function and end the process with the right reason."""
+    p = _proc
+    assert p is not None
+    try:
+        fn(*args, **kwargs)
+        reason: Any = "normal"
+    except Exit as e:
+        reason = e.reason
+    except BaseException as e:
+        reason = Crash.from_exception(e)
+        log_crash(p.pid, p.info.get("name"), reason, p.info)
+    p.terminate(reason)
+
+
+__all__ = [
+    "NODE_NAME",
+    "Process",
+    "crash_reason",
+    "current",
+    "demonitor",
+    "exit",
+    "is_alive",
+    "link",
+    "make_ref",
+    "monitor",
+    "receive",
+    "resolve",
+    "send",
+    "trap_exit",
+    "unlink",
+]
+
+_ = (Pid, start_time)  # re-exported for the node module

@@ -1,0 +1,196 @@
+"""The values the runtime hands around: Pids, Refs, exit reasons, runtime messages.
+
+They are shaped like Erlang's so that a later multi-machine transport (the
+Erlang distribution protocol, where a pid is node + id + serial + creation)
+maps onto them without a redesign.
+
+A local Pid's `id` is the OS pid of its process, so `<0.4211.N>` can be
+`kill -9 4211`-ed from a shell. `serial` is the process's start time in clock
+ticks (field 22 of /proc/PID/stat): the OS pid may be reused after a process
+dies, the pair (id, serial) never is.
+"""
+
+from __future__ import annotations
+
+import itertools
+import pickle
+import traceback as _tb
+from typing import Any, NamedTuple
+
+__all__ = ["DOWN", "EXIT", "Crash", "Pid", "Ref", "TimerRef"]
+
+LOCAL_NODE = "nonode@nohost"
+
+
+class Pid:
+    """A process identifier: `node`, `id` (the OS pid) and `serial` (its start time).
+
+    Hashable, comparable, picklable; printed as Erlang prints one:
+    `<0.4211.52133>` for a local process (node index 0).
+    """
+
+    __slots__ = ("_hash", "id", "node", "serial")
+
+    node: str
+    id: int
+    serial: int
+
+    def __init__(self, node: str, id: int, serial: int) -> None:  # noqa: A002 - Erlang's name
+        object.__setattr__(self, "node", node)
+        object.__setattr__(self, "id", id)
+        object.__setattr__(self, "serial", serial)
+        object.__setattr__(self, "_hash", hash((node, id, serial)))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("Pid is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            type(other) is Pid
+            and self.id == other.id  # type: ignore[attr-defined]
+            and self.serial == other.serial  # type: ignore[attr-defined]
+            and self.node == other.node  # type: ignore[attr-defined]
+        )
+
+    def __hash__(self) -> int:
+        return self._hash  # type: ignore[no-any-return]
+
+    def __lt__(self, other: Pid) -> bool:
+        return (self.node, self.id, self.serial) < (other.node, other.id, other.serial)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Pid, (self.node, self.id, self.serial))
+
+    def __repr__(self) -> str:
+        index = 0 if self.node == LOCAL_NODE or self.node == _local_node_name() else 1
+        return f"<{index}.{self.id}.{self.serial}>"
+
+    @property
+    def os_pid(self) -> int:
+        """The OS pid of a local process (what `ps` shows and `kill` takes)."""
+        return self.id
+
+
+class Ref:
+    """A unique reference (Erlang's `make_ref()`), printed `#Ref<0.A.B.C>`."""
+
+    __slots__ = ("_hash", "ids", "node")
+
+    node: str
+    ids: tuple[int, ...]
+
+    def __init__(self, node: str, ids: tuple[int, ...]) -> None:
+        object.__setattr__(self, "node", node)
+        object.__setattr__(self, "ids", ids)
+        object.__setattr__(self, "_hash", hash(ids))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("Ref is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Ref)
+            and self.ids == other.ids
+            and self.node == other.node
+            and type(self) is type(other)
+        )
+
+    def __hash__(self) -> int:
+        return self._hash  # type: ignore[no-any-return]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.node, self.ids))
+
+    def __repr__(self) -> str:
+        return "#Ref<0." + ".".join(map(str, self.ids)) + ">"
+
+
+class TimerRef(Ref):
+    """A reference to a timer started by `otp.send_after`."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "#TimerRef<0." + ".".join(map(str, self.ids)) + ">"
+
+
+class EXIT(NamedTuple):
+    """The message a process that traps exits receives for an exit signal."""
+
+    pid: Pid
+    reason: Any
+
+
+class DOWN(NamedTuple):
+    """The message a monitor delivers once: the process `pid` ended with `reason`.
+
+    `pid` is the monitored Pid, or `(name, node)` when the monitor was set on a
+    registered name, as in Erlang.
+    """
+
+    ref: Ref
+    pid: Any
+    reason: Any
+
+
+class Crash:
+    """The exit reason of a process ended by an uncaught exception.
+
+    Attributes:
+        type: the exception's class name, e.g. `"ValueError"`.
+        message: `str(exception)`.
+        traceback: the formatted traceback, as text.
+        exception: the exception itself where it pickles, else `None`.
+
+    Two Crash values are equal when type and message are equal, so tests can
+    compare exit reasons without matching tracebacks.
+    """
+
+    __slots__ = ("exception", "message", "traceback", "type")
+
+    def __init__(
+        self,
+        type: str,  # noqa: A002
+        message: str,
+        traceback: str = "",
+        exception: BaseException | None = None,
+    ) -> None:
+        self.type = type
+        self.message = message
+        self.traceback = traceback
+        self.exception = exception
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> Crash:
+        """Build a Crash from a caught exception (call it inside the `except`)."""
+        text = "".join(_tb.format_exception(type(exc), exc, exc.__traceback__))
+        keep: BaseException | None = exc
+        try:
+            pickle.loads(pickle.dumps(exc, 5))
+        except Exception:
+            keep = None
+        return cls(type(exc).__name__, str(exc), text, keep)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Crash, (self.type, self.message, self.traceback, self.exception))
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Crash) and self.type == other.type and self.message == other.message
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.type, self.message))
+
+    def __repr__(self) -> str:
+        return f"Crash({self.type}: {self.message})"
+
+
+_ref_counter = itertools.count(1)
+
+
+def _local_node_name() -> str:
+    # Late import: the node module imports this one.
+    from . import _runtime
+
+    return _runtime.NODE_NAME
