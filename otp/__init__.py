@@ -28,7 +28,7 @@ The behaviours (GenServer, Supervisor, GenStatem, GenEvent) live in the
 
 from __future__ import annotations
 
-from . import node
+from . import debug, node
 from ._api import (
     cancel_timer,
     is_process_alive,
@@ -85,6 +85,7 @@ __all__ = [
     "SupervisorError",
     "TimerRef",
     "cancel_timer",
+    "debug",
     "demonitor",
     "exit",
     "is_process_alive",

@@ -120,7 +120,7 @@ def start(name: str | None = None) -> Process:
         rundir = tempfile.mkdtemp(prefix=f"node-{os.getpid()}-", dir=_base_dir())
         os.mkdir(os.path.join(rundir, "names"), 0o700)
         ospid = os.getpid()
-        me = Pid(_runtime.NODE_NAME, ospid, start_time(ospid))
+        me = Pid((_runtime.NODE_NAME, ospid, start_time(ospid)))
         ls = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         ls.bind(sock_path(rundir, me))
         ls.listen(socket.SOMAXCONN)
@@ -229,7 +229,7 @@ def _spawn_direct(
         _child_main(p.close_in_child, p.rundir, p.pid, b, ls, p.lifeline, fn, args, kwargs, link, title)
     b.close()
     ls.close()
-    child = Pid(_runtime.NODE_NAME, ospid, start_time(ospid))
+    child = Pid((_runtime.NODE_NAME, ospid, start_time(ospid)))
     os.rename(tmp, sock_path(p.rundir, child))
     a.setblocking(False)
     p.add_conn(Conn(a.detach(), child, welcomed=True))
@@ -259,7 +259,7 @@ def _child_main(
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         ospid = os.getpid()
-        me = Pid(_runtime.NODE_NAME, ospid, start_time(ospid))
+        me = Pid((_runtime.NODE_NAME, ospid, start_time(ospid)))
         ls.setblocking(False)
         p = Process(me, rundir, ls, is_main=False)
         if lifeline >= 0:
@@ -416,7 +416,7 @@ class _Root:
             serial = start_time(ospid)  # a zombie still has its /proc entry
             os.waitpid(ospid, 0)
             if serial:
-                _runtime.cleanup_dead(self.rundir, Pid(_runtime.NODE_NAME, ospid, serial))
+                _runtime.cleanup_dead(self.rundir, Pid((_runtime.NODE_NAME, ospid, serial)))
 
     def serve(self, s: socket.socket) -> None:
         try:
@@ -483,7 +483,7 @@ class _Root:
                         fn, args, kwargs, link, title)
         b.close()
         ls.close()
-        child = Pid(_runtime.NODE_NAME, ospid, start_time(ospid))
+        child = Pid((_runtime.NODE_NAME, ospid, start_time(ospid)))
         os.rename(tmp, sock_path(self.rundir, child))
         return child, a.detach()
 

@@ -45,6 +45,7 @@ import errno
 import heapq
 import itertools
 import os
+import pickle
 import select
 import signal
 import socket
@@ -98,6 +99,8 @@ _pack = HDR.pack
 _unpack_from = HDR.unpack_from
 _dumps = _codec.dumps
 _loads = _codec.loads
+_pdumps = pickle.dumps
+_ploads = pickle.loads
 _monotonic = time.monotonic
 _os_read = os.read
 _os_write = os.write
@@ -144,6 +147,7 @@ class Process:
         self.trap = False
         self.pending_exit: tuple[Any] | None = None
         self.deferred: list[tuple[Conn, bytes]] = []
+        self.abandoned: dict[Ref, None] = {}
         self.writing: Conn | None = None
         self.timers: list[tuple[float, int, TimerRef]] = []
         self.timer_map: dict[TimerRef, tuple[float, Any, Any]] = {}
@@ -347,21 +351,34 @@ class Process:
                     pass
 
     def send(self, dest: Pid, msg: Any) -> None:
-        kind, payload = _dumps(msg)
+        # The hot path: C pickle straight into a frame, one write syscall.
+        try:
+            payload = _pdumps(msg, 5)
+            kind = MSG
+        except Exception:
+            kind, payload = _dumps(msg)
         self.msgs_out += 1
-        if dest == self.pid:
-            self.mailbox.append(_loads(kind, payload))
-            return
         c = self.conns.get(dest)
         if c is None:
+            if dest == self.pid:
+                self.mailbox.append(_loads(kind, payload))
+                return
             c = self.connect(dest)
             if c is None:
                 return  # a dead Pid: dropped, as in Erlang
         n = len(payload)
-        if n < 65536:
-            self.write(c, _pack((kind << KIND_SHIFT) | n) + payload)
-        else:
+        if n >= 65536:
             self.writev(c, [_pack((kind << KIND_SHIFT) | n), payload])
+            return
+        data = _pack((kind << KIND_SHIFT) | n) + payload
+        try:
+            if _os_write(c.fd, data) == len(data):
+                return
+        except BlockingIOError:
+            pass
+        except OSError:
+            return
+        self.write(c, data)  # partial or would block: the careful path
 
     def send_signal(self, dest: Pid, kind: int, payload: bytes = b"") -> bool:
         c = self.connect(dest)
@@ -402,6 +419,15 @@ class Process:
         if c.buf:
             data = c.buf + data
             c.buf = b""
+        elif len(data) > 8 and _unpack_from(data)[0] == len(data) - 8:
+            # The common case: exactly one whole MSG frame (kind 0 leaves the
+            # header equal to the payload length).
+            try:
+                self.mailbox.append(_ploads(data[8:]))
+                self.msgs_in += 1
+            except Exception as e:
+                self._undecodable(c, e)
+            return
         self._parse(c, data)
 
     def _parse(self, c: Conn, data: bytes) -> None:
@@ -492,7 +518,7 @@ class Process:
             if ospid != c.cred_pid:
                 self._garbage(c, f"HELLO claims OS pid {ospid}, the socket says {c.cred_pid}")
                 return
-            c.peer = Pid(NODE_NAME, ospid, serial)
+            c.peer = Pid((NODE_NAME, ospid, serial))
             self._add_peer_conn(c)
             self.write(c, _codec.frame(WELCOME))
         elif kind == WELCOME:
@@ -607,13 +633,53 @@ class Process:
         if self.timers:
             self.fire_timers()
 
-    def receive(self, match: Callable[[Any], bool] | None, timeout: float | None) -> Any:
+    def receive_any(self, timeout: float | None) -> Any:
+        """`receive(None, timeout)`, lean: what a behaviour's loop calls."""
+        mb = self.mailbox
+        if mb and self.pending_exit is None and not self.abandoned:
+            self.since_poll += 1
+            if self.since_poll < POLL_EVERY:
+                return mb.popleft()
+        return self.receive(None, timeout)
+
+    def abandon(self, ref: Ref) -> None:
+        """A call gave up on `ref`: drop its reply if it ever comes."""
+        self.abandoned[ref] = None
+        if len(self.abandoned) > 10000:
+            del self.abandoned[next(iter(self.abandoned))]
+
+    def _purge_abandoned(self, scanned: int) -> int:
+        """Remove late replies to abandoned calls; returns the new `scanned`."""
+        mb = self.mailbox
+        i = 0
+        while i < len(mb):
+            m = mb[i]
+            if type(m) is tuple and len(m) == 2 and type(m[0]) is Ref and m[0] in self.abandoned:
+                del mb[i]
+                del self.abandoned[m[0]]
+                if i < scanned:
+                    scanned -= 1
+            else:
+                i += 1
+        return scanned
+
+    def receive(
+        self, match: Callable[[Any], bool] | None, timeout: float | None, start: int = 0
+    ) -> Any:
+        """Erlang's receive: the first message `match` accepts, in arrival order.
+
+        `start` skips that many messages at the head of the mailbox: a caller
+        that knows none of them can match (a call's reply cannot be older than
+        its request) saves scanning a long queue again and again.
+        """
         mb = self.mailbox
         deadline = None
-        scanned = 0
+        scanned = start
         while True:
             if self.pending_exit is not None:
                 self.die_from_signal()
+            if self.abandoned and mb:
+                scanned = self._purge_abandoned(scanned)
             if mb:
                 self.since_poll += 1
                 if self.since_poll >= POLL_EVERY:
@@ -648,6 +714,41 @@ class Process:
                 raise ReceiveTimeout(f"no matching message within {timeout} s")
             self.wait(remaining)
 
+    def await_reply(self, ref: Ref, timeout: float | None, start: int) -> Any:
+        """`receive` specialised for a call: `(ref, reply)` or the DOWN of `ref`.
+
+        The same semantics as receive(match, timeout, start), without a
+        Python-level predicate per message: this is the caller's hot path.
+        """
+        mb = self.mailbox
+        scanned = start
+        deadline = None
+        _tuple = tuple
+        while True:
+            if self.pending_exit is not None:
+                self.die_from_signal()
+            if self.abandoned and mb:
+                scanned = self._purge_abandoned(scanned)
+            n = len(mb)
+            if scanned < n:
+                i = scanned
+                for m in itertools.islice(mb, scanned, None):
+                    t = type(m)
+                    if (t is _tuple and len(m) == 2 and m[0] == ref) or (t is DOWN and m[0] == ref):
+                        del mb[i]
+                        return m
+                    i += 1
+                scanned = n
+            if timeout is None:
+                self.wait(None)
+                continue
+            now = _monotonic()
+            if deadline is None:
+                deadline = now + timeout
+            elif now >= deadline:
+                raise ReceiveTimeout(f"no reply within {timeout} s")
+            self.wait(max(deadline - now, 0.0))
+
     def die_from_signal(self) -> None:
         assert self.pending_exit is not None
         (reason,) = self.pending_exit
@@ -661,7 +762,7 @@ class Process:
     # ----------------------------------------------------------------- timers
 
     def send_after(self, seconds: float, dest: Any, msg: Any) -> TimerRef:
-        tref = TimerRef(NODE_NAME, (self.pid.id, self.pid.serial, next(self.refs)))
+        tref = TimerRef((NODE_NAME, self.pid.id, self.pid.serial, next(self.refs)))
         deadline = _monotonic() + max(seconds, 0.0)
         _dumps(msg)  # an unpicklable message raises now, in the sender
         self.timer_map[tref] = (deadline, dest, msg)
@@ -983,7 +1084,7 @@ def send(dest: Any, msg: Any) -> None:
 
 def make_ref() -> Ref:
     p = _proc or current()
-    return Ref(NODE_NAME, (p.pid.id, p.pid.serial, next(p.refs)))
+    return Ref((NODE_NAME, p.pid.id, p.pid.serial, next(p.refs)))
 
 
 def link(pid: Pid) -> None:
@@ -1010,7 +1111,7 @@ def unlink(pid: Pid) -> None:
 
 def monitor(target: Any) -> Ref:
     p = current()
-    ref = Ref(NODE_NAME, (p.pid.id, p.pid.serial, next(p.refs)))
+    ref = Ref((NODE_NAME, p.pid.id, p.pid.serial, next(p.refs)))
     if type(target) is Pid:
         pid: Pid | None = target
         obj: Any = target

@@ -12,7 +12,6 @@ dies, the pair (id, serial) never is.
 
 from __future__ import annotations
 
-import itertools
 import pickle
 import traceback as _tb
 from typing import Any, NamedTuple
@@ -22,87 +21,68 @@ __all__ = ["DOWN", "EXIT", "Crash", "Pid", "Ref", "TimerRef"]
 LOCAL_NODE = "nonode@nohost"
 
 
-class Pid:
+class Pid(tuple):  # type: ignore[type-arg]
     """A process identifier: `node`, `id` (the OS pid) and `serial` (its start time).
 
     Hashable, comparable, picklable; printed as Erlang prints one:
     `<0.4211.52133>` for a local process (node index 0).
+
+    A Pid is a tuple subclass with no Python-level constructor or reducer, so
+    pickling and unpickling one stays inside the C pickler: a call carries two
+    of them (the caller's Pid, its Ref) and this is the hot path. Build one
+    with `Pid.of(node, id, serial)`.
     """
 
-    __slots__ = ("_hash", "id", "node", "serial")
+    __slots__ = ()
 
-    node: str
-    id: int
-    serial: int
+    @staticmethod
+    def of(node: str, id: int, serial: int) -> Pid:  # noqa: A002 - Erlang's name
+        return Pid((node, id, serial))
 
-    def __init__(self, node: str, id: int, serial: int) -> None:  # noqa: A002 - Erlang's name
-        object.__setattr__(self, "node", node)
-        object.__setattr__(self, "id", id)
-        object.__setattr__(self, "serial", serial)
-        object.__setattr__(self, "_hash", hash((node, id, serial)))
+    @property
+    def node(self) -> str:
+        return self[0]  # type: ignore[no-any-return]
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError("Pid is immutable")
+    @property
+    def id(self) -> int:
+        return self[1]  # type: ignore[no-any-return]
 
-    def __eq__(self, other: object) -> bool:
-        return (
-            type(other) is Pid
-            and self.id == other.id  # type: ignore[attr-defined]
-            and self.serial == other.serial  # type: ignore[attr-defined]
-            and self.node == other.node  # type: ignore[attr-defined]
-        )
-
-    def __hash__(self) -> int:
-        return self._hash  # type: ignore[no-any-return]
-
-    def __lt__(self, other: Pid) -> bool:
-        return (self.node, self.id, self.serial) < (other.node, other.id, other.serial)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (Pid, (self.node, self.id, self.serial))
-
-    def __repr__(self) -> str:
-        index = 0 if self.node == LOCAL_NODE or self.node == _local_node_name() else 1
-        return f"<{index}.{self.id}.{self.serial}>"
+    @property
+    def serial(self) -> int:
+        return self[2]  # type: ignore[no-any-return]
 
     @property
     def os_pid(self) -> int:
         """The OS pid of a local process (what `ps` shows and `kill` takes)."""
-        return self.id
-
-
-class Ref:
-    """A unique reference (Erlang's `make_ref()`), printed `#Ref<0.A.B.C>`."""
-
-    __slots__ = ("_hash", "ids", "node")
-
-    node: str
-    ids: tuple[int, ...]
-
-    def __init__(self, node: str, ids: tuple[int, ...]) -> None:
-        object.__setattr__(self, "node", node)
-        object.__setattr__(self, "ids", ids)
-        object.__setattr__(self, "_hash", hash(ids))
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError("Ref is immutable")
-
-    def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, Ref)
-            and self.ids == other.ids
-            and self.node == other.node
-            and type(self) is type(other)
-        )
-
-    def __hash__(self) -> int:
-        return self._hash  # type: ignore[no-any-return]
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.node, self.ids))
+        return self[1]  # type: ignore[no-any-return]
 
     def __repr__(self) -> str:
-        return "#Ref<0." + ".".join(map(str, self.ids)) + ">"
+        index = 0 if self[0] == LOCAL_NODE or self[0] == _local_node_name() else 1
+        return f"<{index}.{self[1]}.{self[2]}>"
+
+    __str__ = __repr__
+
+
+class Ref(tuple):  # type: ignore[type-arg]
+    """A unique reference (Erlang's `make_ref()`), printed `#Ref<0.A.B.C>`.
+
+    A tuple `(node, a, b, c)`, for the same reason a Pid is one.
+    """
+
+    __slots__ = ()
+
+    @property
+    def node(self) -> str:
+        return self[0]  # type: ignore[no-any-return]
+
+    @property
+    def ids(self) -> tuple[int, ...]:
+        return tuple(self[1:])
+
+    def __repr__(self) -> str:
+        return "#Ref<0." + ".".join(map(str, self[1:])) + ">"
+
+    __str__ = __repr__
 
 
 class TimerRef(Ref):
@@ -111,7 +91,9 @@ class TimerRef(Ref):
     __slots__ = ()
 
     def __repr__(self) -> str:
-        return "#TimerRef<0." + ".".join(map(str, self.ids)) + ">"
+        return "#TimerRef<0." + ".".join(map(str, self[1:])) + ">"
+
+    __str__ = __repr__
 
 
 class EXIT(NamedTuple):
@@ -184,9 +166,6 @@ class Crash:
 
     def __repr__(self) -> str:
         return f"Crash({self.type}: {self.message})"
-
-
-_ref_counter = itertools.count(1)
 
 
 def _local_node_name() -> str:

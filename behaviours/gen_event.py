@@ -1,0 +1,8 @@
+"""Placeholder: being written (see its issue)."""
+
+class GenEvent:  # placeholder
+    pass
+
+class EventHandler:  # placeholder
+    pass
+

@@ -1,0 +1,5 @@
+"""Placeholder: being written (see its issue)."""
+
+class GenStatem:  # placeholder
+    pass
+

@@ -1,0 +1,73 @@
+"""Debugging running processes: Erlang's `sys` module.
+
+Every behaviour (GenServer, GenStatem, GenEvent, Supervisor) answers these
+through the shared gen layer, between two callbacks, so what you see is
+always a consistent state.
+
+```python
+otp.debug.get_state("counter")            # the server's state
+otp.debug.replace_state("counter", lambda s: s + 1)
+otp.debug.get_status("counter")           # pid, name, behaviour, status, state...
+otp.debug.suspend("counter")              # only system messages are served...
+otp.debug.resume("counter")               # ...until resumed; nothing is lost
+otp.debug.statistics("counter")           # start time, messages in and out
+otp.debug.trace("counter", True)          # log every message in and out
+```
+
+A `replace_state` function that raises leaves the state unchanged and raises
+`otp.OTPError` in the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from . import _call
+from ._exceptions import OTPError
+
+__all__ = ["get_state", "get_status", "replace_state", "resume", "statistics", "suspend", "trace"]
+
+_SYSTEM = "$system"
+
+
+def _sys(dest: Any, request: tuple[Any, ...], timeout: float | None) -> Any:
+    status, value = _call.call(dest, _SYSTEM, request, timeout)
+    if status == "error":
+        raise OTPError(value)
+    return value
+
+
+def get_state(pid: Any, timeout: float | None = 5.0) -> Any:
+    """The process's state (a GenStatem's is `(state, data)`)."""
+    return _sys(pid, ("get_state",), timeout)
+
+
+def replace_state(pid: Any, fn: Callable[[Any], Any], timeout: float | None = 5.0) -> Any:
+    """Replace the state with `fn(state)`; returns the new state."""
+    return _sys(pid, ("replace_state", fn), timeout)
+
+
+def get_status(pid: Any, timeout: float | None = 5.0) -> dict[str, Any]:
+    """A dict: pid, name, behaviour, status ("running"/"suspended"), parent,
+    and the behaviour's own keys (state as its format_status shows it)."""
+    return _sys(pid, ("get_status",), timeout)  # type: ignore[no-any-return]
+
+
+def suspend(pid: Any, timeout: float | None = 5.0) -> None:
+    """Serve only system messages until `resume`; other messages wait queued."""
+    _sys(pid, ("suspend",), timeout)
+
+
+def resume(pid: Any, timeout: float | None = 5.0) -> None:
+    _sys(pid, ("resume",), timeout)
+
+
+def statistics(pid: Any, timeout: float | None = 5.0) -> dict[str, Any]:
+    """start_time, current_time, messages_in, messages_out, message_queue_len."""
+    return _sys(pid, ("statistics",), timeout)  # type: ignore[no-any-return]
+
+
+def trace(pid: Any, on: bool, timeout: float | None = 5.0) -> None:
+    """Log every message the process receives and every reply it sends."""
+    _sys(pid, ("trace", on), timeout)
