@@ -587,7 +587,9 @@ class Process:
         """`peer` ended with `reason`: fire our links and monitors on it."""
         refs = self.mon_by_pid.pop(peer, None)
         if refs:
-            for ref in sorted(refs, key=lambda r: r.ids):
+            # r[1:], not r.ids: a call's monitor key is a plain tuple
+            # (otp/_call.py sends its tag unpickled-cheap), not a Ref.
+            for ref in sorted(refs, key=lambda r: r[1:]):
                 obj = self.monitors.pop(ref, (None, peer))[1]
                 self.mailbox.append(DOWN(ref, obj, reason))
         if peer in self.links:
@@ -654,7 +656,9 @@ class Process:
         i = 0
         while i < len(mb):
             m = mb[i]
-            if type(m) is tuple and len(m) == 2 and type(m[0]) is Ref and m[0] in self.abandoned:
+            # A call's tag is a plain 4-tuple (otp/_call.py), so a late reply
+            # carries one, not a Ref: _is_tag accepts both, hash-safely.
+            if type(m) is tuple and len(m) == 2 and _is_tag(m[0]) and m[0] in self.abandoned:
                 del mb[i]
                 del self.abandoned[m[0]]
                 if i < scanned:
@@ -891,6 +895,17 @@ class Process:
             _hard_exit(0 if reason == "normal" else 1)
 
 
+def _is_tag(k: Any) -> bool:
+    """A Ref, or the plain-tuple tag `(node, id, serial, n)` a call sends."""
+    t = type(k)
+    if t is Ref:
+        return True
+    return (
+        t is tuple and len(k) == 4 and type(k[0]) is str and type(k[1]) is int
+        and type(k[2]) is int and type(k[3]) is int
+    )
+
+
 def _noop_handler(signum: int, frame: Any) -> None:
     pass
 
@@ -961,7 +976,7 @@ class _NamesLock:
 def _parse_target(target: str) -> Pid | None:
     try:
         a, b = target.split(".")
-        return Pid(NODE_NAME, int(a), int(b))
+        return Pid((NODE_NAME, int(a), int(b)))
     except ValueError:
         return None
 
