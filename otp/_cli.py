@@ -39,7 +39,11 @@ def _base_dir() -> str:
     import tempfile
 
     xdg = os.environ.get("XDG_RUNTIME_DIR")
-    return os.path.join(xdg, "otp") if xdg else os.path.join(tempfile.gettempdir(), f"otp-{os.getuid()}")
+    return (
+        os.path.join(xdg, "otp")
+        if xdg
+        else os.path.join(tempfile.gettempdir(), f"otp-{os.getuid()}")
+    )
 
 
 def _ask_info(path: str, timeout: float = 0.5) -> dict[str, Any] | None:
@@ -138,9 +142,20 @@ def collect(ask: bool = True) -> list[dict[str, Any]]:
             row.update(_os_facts(ospid))
             info = _ask_info(os.path.join(rundir, sock)) if ask else None
             if info:
-                for key in ("registered_name", "status", "message_queue_len", "links",
-                            "monitors", "messages_in", "messages_out", "behaviour",
-                            "restarts", "initial_call", "module", "trap_exit"):
+                for key in (
+                    "registered_name",
+                    "status",
+                    "message_queue_len",
+                    "links",
+                    "monitors",
+                    "messages_in",
+                    "messages_out",
+                    "behaviour",
+                    "restarts",
+                    "initial_call",
+                    "module",
+                    "trap_exit",
+                ):
                     if key in info:
                         row[key] = _str(info[key])
             else:
@@ -148,10 +163,15 @@ def collect(ask: bool = True) -> list[dict[str, Any]]:
             procs.append(row)
         if not procs and not os.path.exists(f"/proc/{main_pid}"):
             continue
-        nodes.append({
-            "node": name, "rundir": rundir, "main_os_pid": int(main_pid),
-            "root_os_pid": int(root_pid), "processes": sorted(procs, key=lambda r: r["os_pid"]),
-        })
+        nodes.append(
+            {
+                "node": name,
+                "rundir": rundir,
+                "main_os_pid": int(main_pid),
+                "root_os_pid": int(root_pid),
+                "processes": sorted(procs, key=lambda r: r["os_pid"]),
+            }
+        )
     return nodes
 
 
@@ -164,10 +184,14 @@ def _fmt_mem(n: Any) -> str:
 def render(nodes: list[dict[str, Any]]) -> str:
     lines = []
     for node in nodes:
-        lines.append(f"node {node['node']}  main os pid {node['main_os_pid']}  "
-                     f"root os pid {node['root_os_pid']}  {node['rundir']}")
-        lines.append(f"  {'PID':<22}{'OS PID':>8}  {'BEHAVIOUR':<11}{'STATUS':<10}"
-                     f"{'MEM':>7}{'QUEUE':>7}{'IN':>8}{'OUT':>8}{'RESTARTS':>9}  NAME")
+        lines.append(
+            f"node {node['node']}  main os pid {node['main_os_pid']}  "
+            f"root os pid {node['root_os_pid']}  {node['rundir']}"
+        )
+        lines.append(
+            f"  {'PID':<22}{'OS PID':>8}  {'BEHAVIOUR':<11}{'STATUS':<10}"
+            f"{'MEM':>7}{'QUEUE':>7}{'IN':>8}{'OUT':>8}{'RESTARTS':>9}  NAME"
+        )
         by_os = {p["os_pid"]: p for p in node["processes"]}
         children: dict[int, list[int]] = {}
         roots = []
@@ -186,10 +210,10 @@ def render(nodes: list[dict[str, Any]]) -> str:
                 restarts = sum(restarts.values())
             pid = "  " * depth + p["pid"]
             lines.append(
-                f"  {pid:<22}{ospid:>8}  {str(p.get('behaviour') or '-'):<11}"
-                f"{str(p.get('status', '-')):<10}{_fmt_mem(p.get('memory')):>7}"
-                f"{str(p.get('message_queue_len', '-')):>7}{str(p.get('messages_in', '-')):>8}"
-                f"{str(p.get('messages_out', '-')):>8}{str(restarts if restarts is not None else '-'):>9}"
+                f"  {pid:<22}{ospid:>8}  {p.get('behaviour') or '-'!s:<11}"
+                f"{p.get('status', '-')!s:<10}{_fmt_mem(p.get('memory')):>7}"
+                f"{p.get('message_queue_len', '-')!s:>7}{p.get('messages_in', '-')!s:>8}"
+                f"{p.get('messages_out', '-')!s:>8}{restarts if restarts is not None else '-'!s:>9}"
                 f"  {name}"
             )
             for c in sorted(children.get(ospid, [])):
@@ -216,7 +240,7 @@ def cmd_top(args: argparse.Namespace) -> int:
         from rich.live import Live
         from rich.text import Text
     except ImportError:  # pragma: no cover - rich is optional
-        Console = None  # noqa: N806
+        Console = None
     try:
         if Console is None:
             while True:
@@ -268,8 +292,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"otp run: {args.target} failed to start: {e!r}", file=sys.stderr)
         otp.node.stop()
         return 1
-    print(f"otp run: {args.target} running as {pid}; node dir {otp.node.rundir()}", file=sys.stderr,
-          flush=True)
+    print(
+        f"otp run: {args.target} running as {pid}; node dir {otp.node.rundir()}",
+        file=sys.stderr,
+        flush=True,
+    )
     code = 0
     try:
         if isinstance(pid, otp.Pid):
