@@ -226,6 +226,10 @@ def _spawn_direct(
     finally:
         _runtime._forking = False
     if ospid == 0:
+        # The spawner's end must not stay open in the child: it is not in the
+        # spawner's runtime fds yet, so close_in_child would keep it, and the
+        # child would never see EOF (nor the spawner's death) on its own end.
+        a.close()
         _child_main(p.close_in_child, p.rundir, p.pid, b, ls, p.lifeline, fn, args, kwargs, link, title)
     b.close()
     ls.close()
