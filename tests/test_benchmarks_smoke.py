@@ -1,0 +1,59 @@
+"""The benchmark suite runs and writes its results: a smoke test, no speed asserted.
+
+Speed is measured by `python -m benchmarks`, never asserted in a test (the
+VM is shared and noisy). This only checks that the fastest figure runs end
+to end, pinned and unpinned, and that its JSON has the shape the table and
+later issues rely on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+def test_quick_rtt_run_writes_value_limit_and_ratio(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--quick",
+            "--only",
+            "rtt",
+            "--no-peers",
+            "--out",
+            str(out),
+        ],
+        cwd=REPO,
+        env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=50,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    doc = json.loads(out.read_text())
+    assert list(doc["figures"]) == ["rtt"]
+    fig = doc["figures"]["rtt"]
+    assert fig["unit"] == "us"
+    for mode in ("pinned", "unpinned"):
+        result = fig[mode]
+        assert "error" not in result, result.get("error")
+        for key in ("value", "limit", "ratio"):
+            assert set(result[key]) >= {"median", "min", "max", "n"}, key
+            assert result[key]["n"] == 2
+            assert result[key]["median"] > 0
+        assert "target_met" in result  # judged, whatever the verdict
+        assert not result.get("leftover_processes")
+    assert fig["pinned"]["cpus"] == [0]
+    assert "send/receive round trip" in proc.stdout
