@@ -277,6 +277,18 @@ class System:
     def label(self) -> str:
         return f"{self.name or ''} {self.behaviour} {otp.self_pid()}".strip()
 
+    def suspended_match(self, m: Any) -> bool:
+        """What a suspended loop still takes: system messages, and its parent's EXIT.
+
+        As OTP's sys:suspend_loop, which also receives `{'EXIT', Parent, R}`:
+        a suspended process that traps exits must still obey its parent (a
+        supervisor shutting it down), or the parent waits out its shutdown
+        timeout and kills it, and terminate never runs.
+        """
+        return (type(m) is tuple and len(m) == 3 and m[0] == SYSTEM) or (
+            type(m) is otp.EXIT and m.pid == self.parent
+        )
+
     def handle(self, from_: tuple[Pid, Ref], request: Any, hooks: SystemHooks) -> None:
         """Answer one system message. Only `terminate` does not return."""
         op = request[0] if isinstance(request, tuple) and request else request

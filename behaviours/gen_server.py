@@ -201,7 +201,9 @@ class GenServer:
         return NoReply(state)
 
     def handle_continue(self, arg: Any, state: Any) -> Any:
-        raise NotImplementedError(f"{type(self).__name__} returned a continue but has no handle_continue")
+        raise NotImplementedError(
+            f"{type(self).__name__} returned a continue but has no handle_continue"
+        )
 
     def terminate(self, reason: Any, state: Any) -> Any:
         return None
@@ -247,21 +249,35 @@ class GenServer:
 
 
 def start_link(
-    cls: type[GenServer], *args: Any, name: str | None = None, timeout: float | None = None,
+    cls: type[GenServer],
+    *args: Any,
+    name: str | None = None,
+    timeout: float | None = None,
     **kwargs: Any,
 ) -> Pid:
     return _gen.start(  # type: ignore[return-value]
-        _init_it, (cls, args, kwargs), name=name, link=True, timeout=timeout,
+        _init_it,
+        (cls, args, kwargs),
+        name=name,
+        link=True,
+        timeout=timeout,
         title=f"{name or cls.__name__} GenServer",
     )
 
 
 def start(
-    cls: type[GenServer], *args: Any, name: str | None = None, timeout: float | None = None,
+    cls: type[GenServer],
+    *args: Any,
+    name: str | None = None,
+    timeout: float | None = None,
     **kwargs: Any,
 ) -> Pid:
     return _gen.start(  # type: ignore[return-value]
-        _init_it, (cls, args, kwargs), name=name, link=False, timeout=timeout,
+        _init_it,
+        (cls, args, kwargs),
+        name=name,
+        link=False,
+        timeout=timeout,
         title=f"{name or cls.__name__} GenServer",
     )
 
@@ -337,7 +353,9 @@ class _Server:
                 timeout, cont = self.noreply(r, ("continue", arg))
                 continue
             if sys_.suspended:
-                msg = receive(_gen.is_system, None)
+                # System messages, and the parent's EXIT: it must still be
+                # able to stop a suspended server (handled below).
+                msg = receive(sys_.suspended_match, None)
             elif timeout is None:
                 msg = receive_any(None)
             else:
@@ -410,7 +428,11 @@ class _Server:
         self.terminate(("bad_return_value", r), msg)
 
     def terminate(
-        self, reason: Any, last: Any, reply_to: Any = None, reply: Any = _UNSET,
+        self,
+        reason: Any,
+        last: Any,
+        reply_to: Any = None,
+        reply: Any = _UNSET,
         crashed: bool = False,
     ) -> NoReturn:
         """Run terminate(reason, state), report, answer a pending stop reply, exit.
@@ -424,14 +446,20 @@ class _Server:
         except BaseException as e:
             reason = Crash.from_exception(e)
         status = self.mod.format_status({"state": self.state, "message": last, "reason": reason})
-        _gen.report_terminate("GenServer", self.name, reason, status.get("message"), status.get("state"))
+        _gen.report_terminate(
+            "GenServer", self.name, reason, status.get("message"), status.get("state")
+        )
         if reply_to is not None and reply is not _UNSET:
             _gen.reply(reply_to, reply)
         raise Exit(reason)
 
 
 def _init_it(
-    starter: Pid, ref: Ref, name: str | None, cls: type[GenServer], args: tuple[Any, ...],
+    starter: Pid,
+    ref: Ref,
+    name: str | None,
+    cls: type[GenServer],
+    args: tuple[Any, ...],
     kwargs: dict[str, Any],
 ) -> NoReturn:
     p = _runtime.current()

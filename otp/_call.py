@@ -91,4 +91,3 @@ def reply(from_: tuple[Pid, Ref], value: Any) -> None:
     if type(pid) is not Pid:
         pid = Pid(pid)
     p.send(pid, (ref, value))
-
