@@ -419,9 +419,10 @@ class Process:
         if c.buf:
             data = c.buf + data
             c.buf = b""
-        elif len(data) > 8 and _unpack_from(data)[0] == len(data) - 8:
+        elif len(data) > 8 and _unpack_from(data)[0] == len(data) - 8 and c.peer is not None:
             # The common case: exactly one whole MSG frame (kind 0 leaves the
-            # header equal to the payload length).
+            # header equal to the payload length). Only once the peer has said
+            # HELLO: before that, _parse closes the connection unread.
             try:
                 self.mailbox.append(_ploads(data[8:]))
                 self.msgs_in += 1
