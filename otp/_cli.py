@@ -27,7 +27,7 @@ import time
 from typing import Any
 
 from . import _codec
-from ._proc_os import is_os_process_alive, start_time
+from ._proc_os import is_os_process_running, start_time
 
 __all__ = ["main"]
 
@@ -136,7 +136,7 @@ def collect(ask: bool = True) -> list[dict[str, Any]]:
             if not (a.isdigit() and b.isdigit()):
                 continue
             ospid, serial = int(a), int(b)
-            if not is_os_process_alive(ospid, serial):
+            if not is_os_process_running(ospid):
                 continue
             row: dict[str, Any] = {"pid": f"<0.{ospid}.{serial}>", "os_pid": ospid}
             row.update(_os_facts(ospid))

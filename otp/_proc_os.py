@@ -38,8 +38,16 @@ def start_time(ospid: int) -> int:
     return int(f[19]) if f else 0
 
 
+def is_os_process_running(ospid: int) -> bool:
+    """True while the OS process runs and has not begun to exit (nor is a zombie)."""
+    f = _stat_fields(ospid)
+    if not f or f[0] in ("Z", "X", "x"):
+        return False
+    return not int(f[6]) & PF_EXITING
+
+
 def is_os_process_alive(ospid: int, serial: int) -> bool:
-    """True while the process (ospid, serial) runs and has not begun to exit.
+    """True while the process (ospid, start time `serial`) runs and has not begun to exit.
 
     The kernel sets PF_EXITING at the very start of do_exit, before it closes
     the process's descriptors; peers learn of a death from those closes. So a

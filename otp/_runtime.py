@@ -78,7 +78,7 @@ from ._codec import (
 )
 from ._exceptions import BadArg, Exit, NoProc, NotPicklable, ReceiveTimeout
 from ._log import log_crash, log_warning
-from ._proc_os import is_os_process_alive, start_time
+from ._proc_os import is_os_process_running
 from ._terms import DOWN, Crash, Pid, Ref, TimerRef
 from ._terms import EXIT as EXIT_MSG
 
@@ -104,6 +104,7 @@ _ploads = pickle.loads
 _monotonic = time.monotonic
 _os_read = os.read
 _os_write = os.write
+_os_readv = os.readv
 
 _EPOLLIN = select.EPOLLIN
 _EPOLLOUT = select.EPOLLOUT
@@ -164,6 +165,10 @@ class Process:
         self.sig_w = -1
         self.zygote: socket.socket | None = None
         self.zlock = threading.Lock()
+        self.rbuf = bytearray(READ_SIZE)
+        self.rbufs = [self.rbuf]
+        self.rview = memoryview(self.rbuf)
+        self.spare: tuple[socket.socket, str] | None = None
         self.lsock = lsock
         self.lfd = lsock.fileno()
         self.ep = select.epoll()
@@ -184,6 +189,8 @@ class Process:
                 fds.append(fd)
         if self.zygote is not None:
             fds.append(self.zygote.fileno())
+        if self.spare is not None:
+            fds.append(self.spare[0].fileno())
         return fds
 
     def close_in_child(self, keep: set[int]) -> None:
@@ -197,6 +204,8 @@ class Process:
         self.lsock.detach()
         if self.zygote is not None:
             self.zygote.detach()
+        if self.spare is not None:
+            self.spare[0].detach()
         _close_fds(fds)
 
     def add_conn(self, c: Conn) -> None:
@@ -407,19 +416,29 @@ class Process:
         if c.big is not None:
             self._read_big(c)
             return
+        # Read into one reused buffer: a fresh 256 KiB bytes object per read
+        # goes through mmap/munmap in glibc (it is above the mmap threshold),
+        # which cost more than the rest of a small message's trip. A read
+        # nested in _write_slow (self.writing set) must not reuse the buffer
+        # an outer _parse may still be walking: it gets its own.
         try:
-            data = _os_read(c.fd, READ_SIZE)
+            if self.writing is None:
+                n = _os_readv(c.fd, self.rbufs)
+                data: Any = self.rview[:n]
+            else:
+                data = _os_read(c.fd, 65536)
+                n = len(data)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
-            data = b""
-        if not data:
+            n = 0
+        if not n:
             self.on_eof(c)
             return
         if c.buf:
-            data = c.buf + data
+            data = c.buf + bytes(data)
             c.buf = b""
-        elif len(data) > 8 and _unpack_from(data)[0] == len(data) - 8 and c.peer is not None:
+        elif n > 8 and _unpack_from(data)[0] == n - 8 and c.peer is not None:
             # The common case: exactly one whole MSG frame (kind 0 leaves the
             # header equal to the payload length). Only once the peer has said
             # HELLO: before that, _parse closes the connection unread.
@@ -466,7 +485,7 @@ class Process:
                     return
             pos = end
         if pos < end_data:
-            c.buf = data[pos:]
+            c.buf = bytes(data[pos:])  # the read buffer is reused: copy the tail
 
     def _read_big(self, c: Conn) -> None:
         big = c.big
@@ -866,10 +885,12 @@ class Process:
         """
         try:
             unregister_pid(self.rundir, self.pid)
-            try:
-                os.unlink(sock_path(self.rundir, self.pid))
-            except OSError:
-                pass
+            for path in (sock_path(self.rundir, self.pid), self.spare and self.spare[1]):
+                if path:
+                    try:
+                        os.unlink(path)
+                    except OSError:
+                        pass
             try:
                 kind, payload = _dumps(reason)
                 if kind != MSG:
@@ -948,6 +969,14 @@ def cleanup_dead(rundir: str, pid: Pid) -> None:
     been killed before it could remove them itself)."""
     try:
         os.unlink(sock_path(rundir, pid))
+    except OSError:
+        pass
+    # The spare listener it had bound for its next child, if any.
+    prefix = f".new-{pid[1]}-"
+    try:
+        for entry in os.listdir(rundir):
+            if entry.startswith(prefix):
+                os.unlink(f"{rundir}/{entry}")
     except OSError:
         pass
     unregister_pid(rundir, pid)
@@ -1068,12 +1097,31 @@ def current() -> Process:
 
 
 def is_alive(pid: Pid) -> bool:
+    """A local process is alive while its socket file exists (its identity:
+    the serial is in the name, so a reused OS pid is a different file) and
+    its OS process runs and has not begun to exit.
+
+    The kernel flags a process as exiting at the very start of do_exit,
+    before it closes the process's descriptors, and peers learn of a death
+    from those closes: so once a DOWN was delivered this reads False.
+    """
     p = _proc
     if p is not None and pid == p.pid:
         return True
-    if pid.node != NODE_NAME:
+    if pid[0] != NODE_NAME or p is None:
         return False
-    return is_os_process_alive(pid.id, pid.serial)
+    if not os.path.exists(f"{p.rundir}/{pid[1]}.{pid[2]}"):
+        return False
+    return is_os_process_running(pid[1])
+
+
+def new_serial() -> int:
+    """The serial for a new process: the monotonic clock in milliseconds.
+
+    (OS pid, serial) never repeats within a node: an OS pid is reused only
+    after the pid space wrapped, far more than a millisecond later.
+    """
+    return time.monotonic_ns() // 1_000_000
 
 
 def resolve(dest: Any) -> Pid:
@@ -1241,4 +1289,3 @@ __all__ = [
     "unlink",
 ]
 
-_ = (Pid, start_time)  # re-exported for the node module
