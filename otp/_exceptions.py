@@ -13,6 +13,7 @@ OTPError                      the root: catch it to catch anything this library 
 ├── NotPicklable              a message (or spawn argument) cannot be serialised
 ├── BadArg                    a call's argument is wrong (Erlang's badarg)
 ├── SupervisorError           a supervisor API call was refused; `.reason` is OTP's
+├── HandlerError              an event manager refused a handler request; `.reason` is OTP's
 └── ProtocolError             garbage on a connection (closes that connection only)
 ```
 
@@ -34,6 +35,7 @@ __all__ = [
     "CallExit",
     "CallTimeout",
     "Exit",
+    "HandlerError",
     "NoProc",
     "NotPicklable",
     "OTPError",
@@ -136,6 +138,22 @@ class SupervisorError(OTPError):
     def __init__(self, reason: Any) -> None:
         self.reason = reason
         super().__init__(f"supervisor error: {reason!r}")
+
+
+class HandlerError(OTPError):
+    """An event manager (`gen_event`) refused a request about a handler.
+
+    `reason` is OTP's error term: `"bad_module"` (`call` to a handler that
+    is not installed), `"module_not_found"` (`delete_handler` of one),
+    `("EXIT", crash)` (the handler raised; it was removed), a handler's bad
+    return value (it was removed), or the reason its `init` refused with.
+    """
+
+    # Added for behaviours.gen_event: OTP returns these as {error, Reason}
+    # values; the Python API raises them in the caller instead.
+    def __init__(self, reason: Any) -> None:
+        self.reason = reason
+        super().__init__(f"event handler error: {reason!r}")
 
 
 class ProtocolError(OTPError):
