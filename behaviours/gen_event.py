@@ -324,9 +324,12 @@ class GenEvent:
     def child_spec(**opts: Any) -> Any:
         """A supervisor ChildSpec starting `gen_event.start_link(name=...)`.
 
-        Keywords `id`, `restart`, `shutdown`, `type`, `significant`,
-        `modules` go to the spec; `name` to start_link.
+        Keywords `id` (default "GenEvent"), `restart`, `shutdown`, `type`,
+        `significant`, `modules` go to the spec; `name` to start_link.
+        `modules` defaults to "dynamic", as OTP asks of an event manager:
+        its handler classes change while it runs.
         """
+        opts.setdefault("modules", "dynamic")
         return _gen.child_spec(GenEvent, (), {}, **opts)
 
 

@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 
 import otp
-from behaviours import EventHandler, GenEvent, Reply, Stop, gen_event
+from behaviours import EventHandler, GenEvent, Reply, Stop, gen_event, gen_server, supervisor
 from otp import EXIT, Crash, Pid
+from otp.testing import wait_until
 
 
 class Recorder(EventHandler):
@@ -679,6 +680,50 @@ def test_swap_sup_handler_from_another_process_moves_the_supervision(mgr: Pid) -
     assert expect(("terminate", "new", ("stop", "boom")))
     assert gen_event.which_handlers(mgr) == []
     wait_down(sup)
+
+
+# ------------------------------------------------------ under a supervisor
+
+needs_supervisor = pytest.mark.skipif(
+    not hasattr(supervisor, "start_link"), reason="behaviours.supervisor is not built yet"
+)
+
+
+def _restarted(name: str, old: Pid) -> Pid | None:
+    pid = otp.whereis(name)
+    return pid if pid is not None and pid != old else None
+
+
+@needs_supervisor
+def test_child_spec_starts_a_named_manager_with_dynamic_modules() -> None:
+    spec = GenEvent.child_spec(name="alarms", restart="transient")
+    assert spec.id == "GenEvent"
+    assert spec.start == (GenEvent.start_link, (), {"name": "alarms"})
+    assert spec.modules == "dynamic"
+    assert spec.restart == "transient"
+
+
+@needs_supervisor
+def test_supervised_manager_restarts_empty_and_stops_its_handlers_on_shutdown() -> None:
+    sup = supervisor.start_link([GenEvent.child_spec(name="alarms", id="alarms")])
+    m = otp.whereis("alarms")
+    assert m is not None
+    gen_event.add_handler("alarms", Recorder, (me(), "first"))
+    # A killed manager runs no terminate, and its handlers are gone with it:
+    # the restarted manager starts empty, as in OTP.
+    ref = otp.monitor(m)
+    otp.exit(m, "kill")
+    assert wait_down(m, ref) == "killed"
+    m2 = wait_until(lambda: _restarted("alarms", m), WAIT, "the restarted manager")
+    assert gen_event.which_handlers(m2) == []
+    gen_event.add_handler("alarms", Recorder, (me(), "second"))
+    # The supervisor shuts its child down with "shutdown", which the
+    # manager gets as its parent's EXIT. (The supervisor itself stops
+    # "normal": the test process is linked to it.)
+    ref = otp.monitor(m2)
+    gen_server.stop(sup)
+    assert expect(("terminate", "second", "stop"))
+    assert wait_down(m2, ref) == "shutdown"
 
 
 # --------------------------------------------------------------- otp.debug
