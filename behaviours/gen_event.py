@@ -211,8 +211,6 @@ __all__ = [
 # message is an info for every handler.
 _NOTIFY = "$gen_event_notify"
 
-_UNSET: Any = object()
-
 
 class RemoveHandler:
     """From handle_event/handle_info/handle_call: remove this handler.

@@ -644,6 +644,18 @@ def test_swap_from_a_callback_keeps_the_supervisor(mgr: Pid) -> None:
     assert gen_event_exit(Heir) == ("EXIT", Crash("ValueError", "boom"))
 
 
+def test_swap_from_a_callback_to_a_refusing_init_removes_both_and_tells_the_supervisor(
+    mgr: Pid,
+) -> None:
+    gen_event.add_handler(mgr, Counter, 0)
+    gen_event.add_sup_handler(mgr, Recorder, (me(), "old"))
+    gen_event.sync_notify(mgr, ("swap", Refuser, "nope"))
+    assert gen_event_exit(Recorder) == ("swapped", Refuser, me())
+    # The new handler inherited the supervisor, so its failure is told too.
+    assert gen_event_exit(Refuser) == ("nope", ("bye", "old", ()))
+    assert gen_event.which_handlers(mgr) == [Counter]
+
+
 def test_swap_sup_handler_makes_the_caller_supervise_the_new_handler(mgr: Pid) -> None:
     gen_event.add_handler(mgr, Recorder, (me(), "old"))
     gen_event.swap_sup_handler(mgr, (Recorder, None), (Heir, (me(), "new")))
