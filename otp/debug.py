@@ -55,11 +55,19 @@ def get_status(pid: Any, timeout: float | None = 5.0) -> dict[str, Any]:
 
 
 def suspend(pid: Any, timeout: float | None = 5.0) -> None:
-    """Serve only system messages until `resume`; other messages wait queued."""
+    """Serve only system messages until `resume`; other messages wait queued.
+
+    As OTP's sys:suspend_loop, a suspended process that traps exits still
+    obeys its parent's exit signal (its terminate runs).
+    """
     _sys(pid, ("suspend",), timeout)
 
 
 def resume(pid: Any, timeout: float | None = 5.0) -> None:
+    """End a `suspend`: what queued up meanwhile is then handled, in arrival order.
+
+    Harmless on a process that is not suspended.
+    """
     _sys(pid, ("resume",), timeout)
 
 

@@ -19,6 +19,7 @@ import signal
 import time
 from typing import Any
 
+import psutil
 import pytest
 
 import otp
@@ -120,6 +121,17 @@ class Recorder(GenServer):
                     return Reply(("got", gen_server.call(other, req, timeout=seconds)), state)
                 except otp.CallTimeout:
                     return Reply("timed out", state)
+            case ("start_blocking", test, seconds):
+                try:
+                    Blocking.start(test, timeout=seconds)
+                except otp.StartError as e:
+                    return Reply(("error", e.reason), state)
+                return Reply("started?", state)
+            case ("start_named", test, name):
+                try:
+                    return Reply(Recorder.start(test, name=name), state)
+                except otp.AlreadyStarted as e:
+                    return Reply(("already_started", e.pid), state)
             case "continue_chain":
                 # Queue a message to ourselves first: the continues must still
                 # run before it.
@@ -409,6 +421,31 @@ def test_start_timeout_kills_a_slow_init_and_frees_the_name() -> None:
         otp.receive(timeout=0.2)
     again = InitReturns.start_link(otp.self_pid(), [], name="slow")
     gen_server.stop(again)
+
+
+def test_a_server_starting_servers_gets_the_same_start_semantics() -> None:
+    # From a process other than the main program, spawn forks directly: the
+    # start timeout's kill and the reaping are that process's job.
+    pid = Recorder.start_link(otp.self_pid())
+    _tagged("init_ran")
+    assert gen_server.call(pid, ("start_blocking", otp.self_pid(), 0.5), timeout=30) == (
+        "error",
+        "timeout",
+    )
+    _, blocked = _tagged("init_ran")
+    assert not otp.is_process_alive(blocked)
+    me = psutil.Process(pid.id)
+    wait_until(
+        lambda: all(c.status() != psutil.STATUS_ZOMBIE for c in me.children()),
+        what="the killed init's process to be reaped",
+    )
+    child = gen_server.call(pid, ("start_named", otp.self_pid(), "grandchild"))
+    assert _tagged("init_ran")[1] == child
+    again = gen_server.call(pid, ("start_named", otp.self_pid(), "grandchild"))
+    assert again == ("already_started", child)
+    _no_message("init_ran")
+    gen_server.stop(child)
+    gen_server.stop(pid)
 
 
 # ==================================================================== call
