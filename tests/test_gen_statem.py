@@ -302,6 +302,20 @@ def test_a_bad_callback_mode_fails_the_start_before_init_runs() -> None:
     assert info.value.reason == ("bad_return_from_callback_mode", "state_funktions")
 
 
+def test_child_spec_starts_the_machine_with_start_link() -> None:
+    me = otp.self_pid()
+    try:
+        spec = Probe.child_spec(me, id="probe", restart="transient")
+    except TypeError:
+        pytest.skip("supervisor.ChildSpec is not written yet")
+    assert spec.id == "probe"
+    assert spec.restart == "transient"
+    fn, args, kwargs = spec.start
+    pid = fn(*args, **kwargs)
+    assert gen_statem.call(pid, "sync") == "a"
+    gen_statem.stop(pid)
+
+
 # ================================================== names, call, cast, stop
 
 
