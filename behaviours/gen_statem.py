@@ -15,7 +15,9 @@ itself again after a while (see `examples/code_lock.py` for the whole one).
 
 ```python
 from behaviours import GenStatem, gen_statem
-from behaviours.gen_statem import Call, KeepState, NextState, ReplyTo, StateTimeout
+from behaviours.gen_statem import (
+    Call, KeepState, KeepStateAndData, NextState, Postpone, ReplyTo, StateTimeout,
+)
 
 
 class Door(GenStatem):
@@ -43,6 +45,8 @@ class Door(GenStatem):
                 return KeepState(data, [StateTimeout(10.0, "lock")])
             case "state_timeout", "lock":
                 return NextState("locked", data)
+            case "cast", ("button", _):
+                return KeepStateAndData([Postpone()])   # retried once locked
             case Call(from_), "state":
                 return KeepState(data, [ReplyTo(from_, "open")])
 
@@ -111,8 +115,9 @@ For two options of the same kind in one transition, the last one wins (two
 `StateTimeout`s: the second is started; `Postpone()` then `Postpone(False)`:
 not postponed).
 
-A value of any other type stops the machine with
-`("bad_return_from_state_function", value)`; an action it does not know with
+A value of any other type (including the None of a callback that falls
+off its end) stops the machine with `("bad_return_from_state_function",
+value)`; an action it does not know with
 `("bad_action_from_state_function", action)`; a bad `ReplyTo` in
 `Stop(replies=)` with `("bad_reply_action_from_state_function", action)`. A
 caller waiting in `gen_statem.call` then gets `otp.CallExit` with that

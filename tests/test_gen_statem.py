@@ -1004,6 +1004,15 @@ def test_terminate_runs_on_the_parents_exit_signal_when_trapping() -> None:
     assert otp.receive(lambda m: type(m) is otp.EXIT, timeout=WAIT) == otp.EXIT(pid, "shutdown")
 
 
+def test_a_suspended_machine_still_obeys_its_parents_exit_signal() -> None:
+    otp.trap_exit(True)
+    pid = Probe.start_link(otp.self_pid(), trap=True)
+    otp.debug.suspend(pid)
+    otp.exit(pid, "shutdown")
+    assert _until(lambda r: r[0] == "terminate")[-1] == ("terminate", "shutdown", "a", "d0")
+    assert otp.receive(lambda m: type(m) is otp.EXIT, timeout=WAIT) == otp.EXIT(pid, "shutdown")
+
+
 def test_an_exit_from_a_non_parent_is_an_info_event_when_trapping() -> None:
     pid = Probe.start_link(otp.self_pid(), trap=True)
     other = otp.spawn(otp.exit, pid, "bye")
