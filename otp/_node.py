@@ -45,7 +45,7 @@ from typing import Any
 
 import setproctitle
 
-from . import _codec, _runtime
+from . import _codec, _logging, _runtime
 from ._exceptions import NoProc, OTPError, ReceiveTimeout, StartError
 from ._proc_os import (
     prctl_child_subreaper,
@@ -58,6 +58,7 @@ from ._terms import DOWN, Pid
 __all__ = ["Node", "ensure_started", "start", "stop"]
 
 _start_lock = threading.RLock()
+_collector: _logging.Collector | None = None
 _atexit_registered = False
 _STOP = "stop"
 
@@ -143,6 +144,10 @@ def start(name: str | None = None) -> Process:
             finally:
                 os._exit(0)
         zroot.close()
+        global _collector
+        # After the root's fork: the root (and so every process) must not
+        # inherit the collector's thread or socket.
+        _collector = _logging.Collector(rundir)
         p.zygote = zmain
         p.info["root_os_pid"] = rpid
         with open(os.path.join(rundir, "node"), "w") as f:
@@ -292,6 +297,9 @@ def _child_main(
         p.info["initial_call"] = getattr(fn, "__qualname__", repr(fn))
         _runtime._proc = p
         _title(f"{title} {me}")
+        _logging.install_forwarder(
+            rundir, {"otp_pid": str(me), "os_pid": ospid, "otp_name": title}
+        )
     except BaseException:
         os._exit(70)
     _runtime.run_process_body(fn, args, kwargs)
@@ -635,6 +643,13 @@ def _stop_one(p: Process, pid: Pid, timeout: float) -> None:
 
 
 def _stop_root(p: Process) -> None:
+    global _collector
+    if _collector is not None:
+        # The processes the main program started are gone: what they logged
+        # is queued. Emit it now, while the log socket still exists (the
+        # root removes the runtime directory before it kills what is left).
+        _collector.stop()
+        _collector = None
     rpid = p.info.get("root_os_pid")
     z = p.zygote
     _runtime._proc = None

@@ -25,7 +25,7 @@ from ._node import Node, ensure_started
 from ._node import start as _start
 from ._node import stop
 
-__all__ = ["Node", "rundir", "start", "stop"]
+__all__ = ["Node", "flush_logs", "rundir", "start", "stop"]
 
 
 def start(name: str | None = None) -> Any:
@@ -36,3 +36,12 @@ def start(name: str | None = None) -> Any:
 def rundir() -> str:
     """The node's private runtime directory (mode 0700)."""
     return ensure_started().rundir
+
+
+def flush_logs(timeout: float = 5.0) -> bool:
+    """Wait until every log record already sent by the node's processes has
+    gone through the main program's loguru handlers (see otp._logging)."""
+    from . import _node
+
+    c = _node._collector
+    return True if c is None else c.flush(timeout)
