@@ -134,7 +134,9 @@ def main() -> int:
         ok, errors = client_counts()
         print(f"\n    in all, the client got {ok} answers and {errors} errors "
               "(calls that met a restart) while three workers died")
+        cli_ref = otp.monitor(cli)
         otp.send(cli, "stop")
+        otp.receive(lambda m: isinstance(m, otp.DOWN) and m.ref == cli_ref, timeout=10)
 
         counts = supervisor.count_children(sup)
         print(f"    supervisor: {counts}")
@@ -151,6 +153,10 @@ def main() -> int:
         from behaviours import gen_server
 
         gen_server.stop(sup, "shutdown")
+        # The front end's client processes end with it (they are linked).
+        deadline = time.monotonic() + 5
+        while otp.processes() != [otp.self_pid()] and time.monotonic() < deadline:
+            time.sleep(0.01)
         print(f"    done in {time.monotonic() - started:.1f} s; processes left: "
               f"{[p for p in otp.processes() if p != otp.self_pid()]}")
     return 0

@@ -136,7 +136,10 @@ def frontend(port: int) -> None:
             except TimeoutError:
                 continue
             conn.settimeout(None)
-            otp.spawn(_serve_client, conn)
+            # Linked: when the front end stops (or is killed), its client
+            # processes end with it; a client process ending normally does
+            # not disturb the front end.
+            otp.spawn_link(_serve_client, conn)
             conn.close()  # the client's process has its own copy
 
 
