@@ -41,7 +41,7 @@ __all__ = [
 
 #: Modules whose import registers figures, in table order. The GenServer and
 #: Supervisor issues add theirs here.
-FIGURE_MODULES = ("benchmarks.kernel", "benchmarks.peers")
+FIGURE_MODULES = ("benchmarks.kernel", "benchmarks.gen_server_figures", "benchmarks.peers")
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from typing import Any
 
 from loguru import logger
 
-__all__ = ["Collector", "install_forwarder"]
+__all__ = ["Collector", "install_forwarder", "set_identity"]
 
 try:
     from loguru._datetime import datetime as _LoguruDatetime
@@ -79,11 +79,16 @@ def _forward(message: Any) -> None:
 
 
 def install_forwarder(rundir: str, extra: dict[str, Any]) -> None:
-    """In a new process: drop inherited handlers, forward every record to the node."""
+    """Drop inherited handlers and forward every record to the node's log.
+
+    Called once, in the node's root process: every process is forked from the
+    root or from another process, and inherits the forwarding handler and its
+    (connectionless, shareable) datagram socket. A new process only rebinds
+    its identity (`set_identity`): `logger.add` costs ~3 ms, more than the
+    whole rest of a spawn.
+    """
     global _fwd_sock, _fwd_path, _fwd_fd
     if _fwd_sock is not None:
-        # The parent's forwarding socket, inherited by fork: this process's
-        # copy of the descriptor is closed; the parent's stays open.
         _fwd_sock.close()
     _fwd_sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     _fwd_fd = _fwd_sock.fileno()
@@ -91,6 +96,11 @@ def install_forwarder(rundir: str, extra: dict[str, Any]) -> None:
     logger.remove()
     logger.configure(extra=extra)
     logger.add(_forward, level=0, format="{message}", catch=True)
+
+
+def set_identity(extra: dict[str, Any]) -> None:
+    """In a new process: the extra fields its records carry (Pid, OS pid, name)."""
+    logger.configure(extra=extra)
 
 
 class Collector:

@@ -297,9 +297,7 @@ def _child_main(
         p.info["initial_call"] = getattr(fn, "__qualname__", repr(fn))
         _runtime._proc = p
         _title(f"{title} {me}")
-        _logging.install_forwarder(
-            rundir, {"otp_pid": str(me), "os_pid": ospid, "otp_name": title}
-        )
+        _logging.set_identity({"otp_pid": str(me), "os_pid": ospid, "otp_name": title})
     except BaseException:
         os._exit(70)
     _runtime.run_process_body(fn, args, kwargs)
@@ -595,6 +593,9 @@ def _root_main(rundir: str, main_sock: socket.socket, watch_parent: bool) -> Non
     if os.getppid() == 1:
         root.parent_dead = True
     _title(f"otp: node {_runtime.NODE_NAME} root [{os.path.basename(rundir)}]")
+    # Installed here once, inherited by every process of the node (see _logging).
+    _logging.install_forwarder(rundir, {"otp_pid": "root", "os_pid": os.getpid(),
+                                        "otp_name": "node root"})
     main_sock.setblocking(True)
     root.reap()
     # The root's objects never change after this point: freeze them so the
