@@ -7,9 +7,9 @@ means to crash or kill is started unlinked (`start`), so its death does not
 take the test process with it; a linked one is stopped with
 `gen_server.stop`.
 
-What the children log goes to their own stderr, which pytest does not capture
-for us; the log checks live in `test_gen_server_logs.py`, which runs small
-scripts in a subprocess and reads their stderr.
+The log checks (crash reports, unexpected messages, trace) live in
+`test_gen_server_logs.py`, which runs small scripts in a subprocess and reads
+their stderr, as a user would see it.
 """
 
 from __future__ import annotations

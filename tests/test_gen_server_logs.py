@@ -1,11 +1,12 @@
 """What a GenServer logs: crash reports, unexpected messages, traces.
 
-A server logs (through loguru) to its *own* stderr: a `logger.add` in the
-test process would never see it. So each test here runs a small script in a
-subprocess, with a node of its own, and reads that subprocess's stderr, which
-every process of its node inherits. Each script stops what it started and
-waits for it (a monitor, `gen_server.stop`), so all the children's output is
-written before the script exits.
+A server logs through loguru in its own OS process; the node carries the
+records to the main program, whose handlers write them. Each test here runs
+a small script in a subprocess, with a node of its own, and reads that
+subprocess's stderr: what a user of the library sees, with no handler added
+to this test process's loguru. Each script stops what it started and waits
+for it (a monitor, `gen_server.stop`), and the node drains every record at
+exit, so all the children's output is there when the script ends.
 """
 
 from __future__ import annotations
