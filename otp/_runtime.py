@@ -443,7 +443,10 @@ class Process:
             # header equal to the payload length). Only once the peer has said
             # HELLO: before that, _parse closes the connection unread.
             try:
-                self.mailbox.append(_ploads(data[8:]))
+                m = _ploads(data[8:])
+                if self.abandoned and self._is_late_reply(m):
+                    return
+                self.mailbox.append(m)
                 self.msgs_in += 1
             except Exception as e:
                 self._undecodable(c, e)
@@ -475,7 +478,9 @@ class Process:
                 break
             if kind == MSG:
                 try:
-                    mailbox.append(_loads(MSG, memoryview(data)[start:end]))
+                    m = _loads(MSG, memoryview(data)[start:end])
+                    if not (self.abandoned and self._is_late_reply(m)):
+                        mailbox.append(m)
                     self.msgs_in += 1
                 except Exception as e:
                     self._undecodable(c, e)
@@ -505,7 +510,9 @@ class Process:
             c.big = None
             if c.bigkind in (MSG, MSG_DILL):
                 try:
-                    self.mailbox.append(_loads(c.bigkind, big))
+                    m = _loads(c.bigkind, big)
+                    if not (self.abandoned and self._is_late_reply(m)):
+                        self.mailbox.append(m)
                     self.msgs_in += 1
                 except Exception as e:
                     self._undecodable(c, e)
@@ -526,7 +533,9 @@ class Process:
         peer = c.peer
         if kind == MSG_DILL:
             try:
-                self.mailbox.append(_loads(MSG_DILL, payload))
+                m = _loads(MSG_DILL, payload)
+                if not (self.abandoned and self._is_late_reply(m)):
+                    self.mailbox.append(m)
                 self.msgs_in += 1
             except Exception as e:
                 self._undecodable(c, e)
@@ -658,7 +667,7 @@ class Process:
     def receive_any(self, timeout: float | None) -> Any:
         """`receive(None, timeout)`, lean: what a behaviour's loop calls."""
         mb = self.mailbox
-        if mb and self.pending_exit is None and not self.abandoned:
+        if mb and self.pending_exit is None:
             self.since_poll += 1
             if self.since_poll < POLL_EVERY:
                 return mb.popleft()
@@ -670,22 +679,17 @@ class Process:
         if len(self.abandoned) > 10000:
             del self.abandoned[next(iter(self.abandoned))]
 
-    def _purge_abandoned(self, scanned: int) -> int:
-        """Remove late replies to abandoned calls; returns the new `scanned`."""
-        mb = self.mailbox
-        i = 0
-        while i < len(mb):
-            m = mb[i]
-            # A call's tag is a plain 4-tuple (otp/_call.py), so a late reply
-            # carries one, not a Ref: _is_tag accepts both, hash-safely.
-            if type(m) is tuple and len(m) == 2 and _is_tag(m[0]) and m[0] in self.abandoned:
-                del mb[i]
-                del self.abandoned[m[0]]
-                if i < scanned:
-                    scanned -= 1
-            else:
-                i += 1
-        return scanned
+    def _is_late_reply(self, m: Any) -> bool:
+        """A reply to a call that already gave up: dropped as it arrives.
+
+        Only a message that arrives after the call gave up can be its late
+        reply (one that came earlier was found by the call), so filtering at
+        arrival is complete, and a long mailbox is never rescanned for it.
+        """
+        if type(m) is tuple and len(m) == 2 and _is_tag(m[0]) and m[0] in self.abandoned:
+            del self.abandoned[m[0]]
+            return True
+        return False
 
     def receive(
         self, match: Callable[[Any], bool] | None, timeout: float | None, start: int = 0
@@ -702,8 +706,6 @@ class Process:
         while True:
             if self.pending_exit is not None:
                 self.die_from_signal()
-            if self.abandoned and mb:
-                scanned = self._purge_abandoned(scanned)
             if mb:
                 self.since_poll += 1
                 if self.since_poll >= POLL_EVERY:
@@ -751,8 +753,6 @@ class Process:
         while True:
             if self.pending_exit is not None:
                 self.die_from_signal()
-            if self.abandoned and mb:
-                scanned = self._purge_abandoned(scanned)
             n = len(mb)
             if scanned < n:
                 i = scanned
