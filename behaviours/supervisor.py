@@ -703,9 +703,54 @@ class _State:
 class _SupervisorServer(GenServer):
     """The supervisor process: supervisor.erl's gen_server callbacks."""
 
+    def __init__(self) -> None:
+        self._reports: list[str] = []
+
+    # Reports are written when a callback is done, not where they arise: a
+    # child_terminated report is logged after the restart it announces, so
+    # logging is off the restart's critical path (OTP's logger is
+    # asynchronous too). Each is still logged exactly once, in order.
+
+    def init(self, *args: Any) -> Any:
+        try:
+            return self._init(*args)
+        finally:
+            self._flush_reports()
+
+    def handle_call(self, request: Any, from_: Any, st: _State) -> Any:
+        try:
+            return self._handle_call(request, st)
+        finally:
+            self._flush_reports()
+
+    def handle_cast(self, msg: Any, st: _State) -> Any:
+        try:
+            return self._handle_cast(msg, st)
+        finally:
+            self._flush_reports()
+
+    def handle_info(self, msg: Any, st: _State) -> Any:
+        try:
+            return self._handle_info(msg, st)
+        finally:
+            self._flush_reports()
+
+    def terminate(self, reason: Any, st: Any) -> None:
+        try:
+            self._terminate(st)
+        finally:
+            self._flush_reports()
+
+    def _flush_reports(self) -> None:
+        reports, self._reports = self._reports, []
+        if reports:
+            log = logger.bind(otp_pid=str(otp.self_pid()), os_pid=os.getpid())
+            for text in reports:
+                log.error(text)
+
     # ---- init
 
-    def init(
+    def _init(
         self,
         module: type[Supervisor],
         args: tuple[Any, ...],
@@ -756,7 +801,7 @@ class _SupervisorServer(GenServer):
 
     # ---- the API, served one call at a time
 
-    def handle_call(self, request: Any, from_: Any, st: _State) -> Any:
+    def _handle_call(self, request: Any, st: _State) -> Any:
         op = request[0] if type(request) is tuple and request else None
         try:
             if op == "which_children":
@@ -911,7 +956,7 @@ class _SupervisorServer(GenServer):
 
     # ---- restarts
 
-    def handle_cast(self, msg: Any, st: _State) -> Any:
+    def _handle_cast(self, msg: Any, st: _State) -> Any:
         if type(msg) is tuple and len(msg) == 2 and msg[0] == "try_again_restart":
             key = msg[1]
             if st.simple:
@@ -925,7 +970,7 @@ class _SupervisorServer(GenServer):
         _log_unexpected(msg)
         return NoReply(st)
 
-    def handle_info(self, msg: Any, st: _State) -> Any:
+    def _handle_info(self, msg: Any, st: _State) -> Any:
         if type(msg) is EXIT:
             pid, reason = msg.pid, msg.reason
             if st.simple:
@@ -1150,7 +1195,7 @@ class _SupervisorServer(GenServer):
         if not _shutdown_ok(reason, c):
             self._report("shutdown_error", reason, c, pid, st)
 
-    def terminate(self, reason: Any, st: Any) -> None:
+    def _terminate(self, st: Any) -> None:
         if not isinstance(st, _State):
             return
         if st.simple:
@@ -1244,7 +1289,7 @@ class _SupervisorServer(GenServer):
         ]
         if isinstance(reason, Crash) and reason.traceback:
             lines.append(reason.traceback.rstrip())
-        logger.bind(otp_pid=str(me), os_pid=os.getpid()).error("\n".join(lines))
+        self._reports.append("\n".join(lines))
 
     def format_status(self, status: dict[str, Any]) -> dict[str, Any]:
         st = status.get("state")
