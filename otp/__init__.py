@@ -64,10 +64,14 @@ from ._exceptions import (
 from ._runtime import demonitor, exit, link, make_ref, monitor, receive, send, trap_exit, unlink
 from ._terms import DOWN, EXIT, Crash, Pid, Ref, TimerRef
 
+# After _terms and _runtime, which the codec imports (otp.dist: distribution).
+from .dist._etf import Atom
+
 __all__ = [
     "DOWN",
     "EXIT",
     "AlreadyStarted",
+    "Atom",
     "BadArg",
     "BadReturn",
     "CallError",

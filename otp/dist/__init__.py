@@ -1,0 +1,22 @@
+"""Distribution: this node and other nodes (Python, Erlang, Elixir) over the
+Erlang distribution protocol.
+
+A Python node joins a cluster as a *hidden* node, as C nodes do: it speaks
+epmd, the version 6 handshake with the cookie challenge, and the External
+Term Format. The pieces, each usable and tested on its own:
+
+- `otp.dist._etf`: the term codec; its docstring has the Python <-> Erlang
+  mapping table (`Atom`, `ImproperList`, `BitString`, `Fun`, `Port`).
+- `otp.dist._epmd`: the port mapper client (register a node, look one up).
+- `otp.dist._handshake`: the handshake, both directions, and the framing after it.
+- `otp.dist._node`: the connection-owner process of a distributed node.
+
+Nothing received from the network is ever unpickled, and decoding a term
+never runs code.
+"""
+
+from __future__ import annotations
+
+from ._etf import Atom, BitString, DecodeError, EncodeError, Fun, ImproperList, Port
+
+__all__ = ["Atom", "BitString", "DecodeError", "EncodeError", "Fun", "ImproperList", "Port"]
