@@ -156,6 +156,9 @@ class Process:
         self.reap_pending: set[int] = set()
         self.spawned: list[Pid] = []  # in start order (the main program stops them at exit)
         self.info: dict[str, Any] = {}  # labels set by upper layers (behaviour, name...)
+        # The trace id of the request being handled (otp/_trace.py): calls and
+        # casts made meanwhile carry it onward. None (the usual case) costs nothing.
+        self.trace: str | None = None
         self.status = "running"
         self.msgs_in = 0
         self.msgs_out = 0
@@ -606,7 +609,11 @@ class Process:
             return
         reason = self.dying.pop(peer, None)
         if reason is None:
-            reason = "killed" if c.welcomed else "noproc"
+            # No EXITING came: the peer did not end gracefully (a graceful
+            # end answers even connections still in its accept backlog, see
+            # terminate). A connect that succeeded means it was alive then,
+            # so this is a kill (SIGKILL, a segfault), never "noproc".
+            reason = "killed"
         if peer.id in self.children:
             self.reap_pending.add(peer.id)
             self.reap()
@@ -898,6 +905,10 @@ class Process:
             except Exception:
                 payload = _dumps(repr(reason))[1]
             frame = _codec.frame(EXITING, payload)
+            # Connections still waiting in the accept backlog were made while
+            # we were alive (our socket path is gone now, so no new ones come):
+            # take them, so their owners learn our real reason too.
+            self.accept()
             for peer in list(self.links):
                 if peer not in self.conns:
                     self.connect(peer)
