@@ -576,7 +576,14 @@ class Process:
             except Exception:
                 self.dying[peer] = "killed"
         elif kind == INFO_REQ:
-            ref = _loads(MSG, payload)
+            # A request that does not unpickle is dropped like any undecodable
+            # payload: an exception here would escape into the receive of
+            # whatever code was running (found by tests/test_fuzz_frames.py).
+            try:
+                ref = _loads(MSG, payload)
+            except Exception as e:
+                self._undecodable(c, e)
+                return
             data = _codec.frame(MSG, _dumps((ref, self.local_info()))[1])
             if self.writing is c:
                 self.deferred.append((c, data))
