@@ -128,6 +128,8 @@ def start(name: str | None = None) -> Process:
         ls.setblocking(False)
         p = Process(me, rundir, ls, is_main=True)
         p.info["initial_call"] = "main program"
+        main_mod = sys.modules.get("__main__")
+        p.info["_main_globals"] = len(vars(main_mod)) if main_mod else -1
         zmain, zroot = socket.socketpair()
         in_main_thread = threading.current_thread() is threading.main_thread()
         _flush_stdio()

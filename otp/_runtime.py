@@ -369,6 +369,12 @@ class Process:
             kind = MSG
         except Exception:
             kind, payload = _dumps(msg)
+        if self.is_main and b"__main__" in payload and _main_grew(self):
+            # Processes are forked from the root, a copy of the main program
+            # taken when the node started: a class or function defined in
+            # __main__ since then is unknown there, so what refers to
+            # __main__ travels by value (dill) once __main__ has grown.
+            kind, payload = MSG_DILL, _codec.dill_dumps(msg)
         self.msgs_out += 1
         c = self.conns.get(dest)
         if c is None:
@@ -844,7 +850,7 @@ class Process:
             "trap_exit": self.trap,
             "messages_in": self.msgs_in,
             "messages_out": self.msgs_out,
-            **self.info,
+            **{k: v for k, v in self.info.items() if not k.startswith("_")},
         }
 
     # ---------------------------------------------------------------- reaping
@@ -944,6 +950,11 @@ def _is_tag(k: Any) -> bool:
         t is tuple and len(k) == 4 and type(k[0]) is str and type(k[1]) is int
         and type(k[2]) is int and type(k[3]) is int
     )
+
+
+def _main_grew(p: Process) -> bool:
+    main = sys.modules.get("__main__")
+    return main is not None and len(vars(main)) != p.info.get("_main_globals", -1)
 
 
 def _noop_handler(signum: int, frame: Any) -> None:

@@ -366,13 +366,6 @@ def test_main_module_functions_classes_lambdas_and_closures_can_be_spawned_and_s
     assert len(lines) == 5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="a __main__ class defined after the node started is C-pickled by reference; "
-    "processes forked from the root (forked at node start) cannot resolve it and drop "
-    "the message",
-)
 def test_instance_of_main_class_defined_after_node_start_can_be_sent(tmp_path: Path) -> None:
     done = run_script(tmp_path, LATE_CLASS_SCRIPT)
     assert done.returncode == 0, done.stderr
