@@ -82,8 +82,9 @@ def call(cfg: Config) -> Samples:
     """`gen_server.call(pid, ("add", 1))` from the main program to a GenServer
     that replies with its request: µs per call. The limit is the bare
     socketpair ping-pong of the same tuple."""
-    return _with_server(cfg, lambda pid, n: _call_us(pid, SMALL, n),
-                        lambda base, n: base.rtt_us(SMALL, n))
+    return _with_server(
+        cfg, lambda pid, n: _call_us(pid, SMALL, n), lambda base, n: base.rtt_us(SMALL, n)
+    )
 
 
 @figure(
@@ -112,8 +113,9 @@ def cast(cfg: Config) -> Samples:
 def call_100k(cfg: Config) -> Samples:
     """A call whose request is 100 KB of bytes, answered with the same 100 KB:
     µs per call, against the socketpair ping-pong of 100 KB each way."""
-    return _with_server(cfg, lambda pid, n: _call_us(pid, BIG, n),
-                        lambda base, n: base.rtt_us(BIG, n))
+    return _with_server(
+        cfg, lambda pid, n: _call_us(pid, BIG, n), lambda base, n: base.rtt_us(BIG, n)
+    )
 
 
 def _start_link_ms(n: int) -> float:

@@ -104,11 +104,17 @@ def main() -> int:
     logger.configure(extra={"otp_name": "main", "otp_pid": "", "os_pid": os.getpid()})
     # Every process's records come here (the node's central log). Keep the
     # supervisor's reports for section 5; anything else at ERROR is shown.
-    logger.add(lambda m: REPORTS.append(m.record["message"]), level="INFO",
-               filter=lambda r: "SUPERVISOR REPORT" in r["message"])
-    logger.add(sys.stderr, level="ERROR",
-               filter=lambda r: "SUPERVISOR REPORT" not in r["message"],
-               format="    {time:HH:mm:ss.SSS} {level} {extra[otp_name]}: {message}")
+    logger.add(
+        lambda m: REPORTS.append(m.record["message"]),
+        level="INFO",
+        filter=lambda r: "SUPERVISOR REPORT" in r["message"],
+    )
+    logger.add(
+        sys.stderr,
+        level="ERROR",
+        filter=lambda r: "SUPERVISOR REPORT" not in r["message"],
+        format="    {time:HH:mm:ss.SSS} {level} {extra[otp_name]}: {message}",
+    )
 
     with tempfile.TemporaryDirectory() as data_dir:
         port = free_port()
@@ -125,15 +131,19 @@ def main() -> int:
         me = otp.self_pid()
         cli = otp.spawn_link(client, port, me)
 
-        print("\n4. Killing workers with SIGKILL (rest_for_one restarts the victim "
-              "and every child started after it):")
+        print(
+            "\n4. Killing workers with SIGKILL (rest_for_one restarts the victim "
+            "and every child started after it):"
+        )
         for victim in ("frontend", "cache", "storage"):
             kill_and_watch(sup, victim, cli)
             print(f"    GET greeting2 -> {request(port, 'GET greeting2')!r}  (data survived)")
 
         ok, errors = client_counts()
-        print(f"\n    in all, the client got {ok} answers and {errors} errors "
-              "(calls that met a restart) while three workers died")
+        print(
+            f"\n    in all, the client got {ok} answers and {errors} errors "
+            "(calls that met a restart) while three workers died"
+        )
         cli_ref = otp.monitor(cli)
         otp.send(cli, "stop")
         otp.receive(lambda m: isinstance(m, otp.DOWN) and m.ref == cli_ref, timeout=10)
@@ -144,7 +154,9 @@ def main() -> int:
         print("\n5. The supervisor's reports (from the node's central log):")
         otp.node.flush_logs()
         for r in REPORTS:
-            fields = dict(line.strip().split(": ", 1) for line in r.splitlines()[1:] if ": " in line)
+            fields = dict(
+                line.strip().split(": ", 1) for line in r.splitlines()[1:] if ": " in line
+            )
             offender = fields.get("offender", "").split(" start=")[0]
             print(f"    {fields.get('context')}: {fields.get('reason')}  {offender}")
 
@@ -157,8 +169,10 @@ def main() -> int:
         deadline = time.monotonic() + 5
         while otp.processes() != [otp.self_pid()] and time.monotonic() < deadline:
             time.sleep(0.01)
-        print(f"    done in {time.monotonic() - started:.1f} s; processes left: "
-              f"{[p for p in otp.processes() if p != otp.self_pid()]}")
+        print(
+            f"    done in {time.monotonic() - started:.1f} s; processes left: "
+            f"{[p for p in otp.processes() if p != otp.self_pid()]}"
+        )
     return 0
 
 

@@ -35,8 +35,14 @@ def main() -> None:
     for n in (0, 5, 20):
         print(f"{n}! = {gen_server.call('factorial', ('factorial', n))}")
     print("served:", gen_server.call(pid, "served"))
-    print("info:", {k: v for k, v in otp.process_info(pid).items()
-                    if k in ("registered_name", "behaviour", "message_queue_len")})
+    print(
+        "info:",
+        {
+            k: v
+            for k, v in otp.process_info(pid).items()
+            if k in ("registered_name", "behaviour", "message_queue_len")
+        },
+    )
     gen_server.stop(pid)
 
 

@@ -38,7 +38,7 @@ except ImportError:
     pass  # imported as examples.kv_service (otp run), or installed
 
 import otp
-from behaviours import ChildSpec, GenServer, NoReply, Reply, SupFlags, Supervisor, gen_server
+from behaviours import ChildSpec, GenServer, NoReply, Reply, Supervisor, SupFlags, gen_server
 
 
 class Storage(GenServer):

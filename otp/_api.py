@@ -141,12 +141,14 @@ def process_info(pid: Pid, timeout: float = 1.0) -> dict[str, Any] | None:
             return None
         _ = MSG
         try:
-            _, info = p.receive(
-                lambda m: type(m) is tuple and len(m) == 2 and m[0] == ref, timeout
-            )
+            _, info = p.receive(lambda m: type(m) is tuple and len(m) == 2 and m[0] == ref, timeout)
         except ReceiveTimeout:
-            info = {"pid": pid, "os_pid": pid.id, "status": "running",
-                    "registered_name": registered_name(pid)}
+            info = {
+                "pid": pid,
+                "os_pid": pid.id,
+                "status": "running",
+                "registered_name": registered_name(pid),
+            }
     try:
         import psutil
 

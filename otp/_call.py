@@ -16,7 +16,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import _runtime
+# _trace is imported for its side effect too: it installs the loguru patcher
+# that puts the trace id in every record, before any process is forked.
+from . import _runtime, _trace  # noqa: F401
 from ._exceptions import BadArg, CallExit, CallTimeout, NoProc, ReceiveTimeout
 from ._terms import DOWN, Pid, Ref
 
@@ -63,7 +65,13 @@ def call(dest: Any, label: str, request: Any, timeout: float | None = 5.0) -> An
     refs.add(ref)
     mark = len(p.mailbox)
     try:
-        p.send(pid, (label, (tuple(p.pid), ref), request))
+        tr = p.trace
+        if tr is None:
+            p.send(pid, (label, (tuple(p.pid), ref), request))
+        else:
+            # A traced call (otp/_trace.py): the id rides in from_, whose
+            # first two items are all any loop reads to reply.
+            p.send(pid, (label, (tuple(p.pid), ref, tr), request))
         try:
             m = p.await_reply(ref, timeout, mark)
         except ReceiveTimeout:
@@ -87,7 +95,9 @@ def _drop_monitor(p: _runtime.Process, pid: Pid, ref: Any) -> None:
 def reply(from_: tuple[Pid, Ref], value: Any) -> None:
     """Answer a call: `from_` is the (caller, ref) pair the server was given."""
     p = _runtime._proc or _runtime.current()
-    pid, ref = from_
+    # Indexed, not unpacked: a traced call's from_ has a third item, the id.
+    pid = from_[0]
+    ref = from_[1]
     if type(pid) is not Pid:
         pid = Pid(pid)
     p.send(pid, (ref, value))

@@ -160,7 +160,7 @@ class ProtocolError(OTPError):
     """A connection carried bytes that are not a valid frame; it is closed."""
 
 
-class Exit(BaseException):  # noqa: N818 - named after Erlang's exit/1
+class Exit(BaseException):
     """Raise to end the current process with `reason` (Erlang's `exit(Reason)`).
 
     ```python

@@ -44,6 +44,7 @@ except ImportError:  # pragma: no cover - loguru internals moved
 def _local_tz() -> datetime.tzinfo | None:
     return datetime.datetime.now().astimezone().tzinfo
 
+
 MAX_RECORD = 60_000  # bytes of message text; a unix datagram must fit the socket buffer
 
 _fwd_sock: socket.socket | None = None
@@ -64,13 +65,26 @@ def _forward(message: Any) -> None:
         text += "\n" + "".join(traceback.format_exception(exc.type, exc.value, exc.traceback))
     if len(text) > MAX_RECORD:
         text = text[:MAX_RECORD] + "... [truncated]"
-    extra = {k: (v if isinstance(v, (str, int, float, bool)) or v is None else repr(v))
-             for k, v in r["extra"].items()}
-    data = json.dumps({
-        "t": r["time"].timestamp(), "lv": r["level"].name, "m": text, "n": r["name"],
-        "f": r["function"], "l": r["line"], "mod": r["module"], "fn": r["file"].name,
-        "fp": r["file"].path, "pid": r["process"].id, "pn": r["process"].name, "x": extra,
-    }).encode()
+    extra = {
+        k: (v if isinstance(v, (str, int, float, bool)) or v is None else repr(v))
+        for k, v in r["extra"].items()
+    }
+    data = json.dumps(
+        {
+            "t": r["time"].timestamp(),
+            "lv": r["level"].name,
+            "m": text,
+            "n": r["name"],
+            "f": r["function"],
+            "l": r["line"],
+            "mod": r["module"],
+            "fn": r["file"].name,
+            "fp": r["file"].path,
+            "pid": r["process"].id,
+            "pn": r["process"].name,
+            "x": extra,
+        }
+    ).encode()
     sock = _fwd_sock
     if sock is None:
         return

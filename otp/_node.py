@@ -63,10 +63,18 @@ _atexit_registered = False
 _STOP = "stop"
 
 
+def base_dir_path() -> str:
+    """Where this user's node directories live ($XDG_RUNTIME_DIR/otp, or a
+    per-user directory under the temp dir)."""
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg:
+        return os.path.join(xdg, "otp")
+    return os.path.join(tempfile.gettempdir(), f"otp-{os.getuid()}")
+
+
 def _base_dir() -> str:
     """The per-user directory that holds node directories: private, ours."""
-    xdg = os.environ.get("XDG_RUNTIME_DIR")
-    base = os.path.join(xdg, "otp") if xdg else os.path.join(tempfile.gettempdir(), f"otp-{os.getuid()}")
+    base = base_dir_path()
     try:
         os.mkdir(base, 0o700)
     except FileExistsError:
@@ -230,8 +238,12 @@ def _take_listener(owner: Any, rundir: str, tag: str) -> tuple[socket.socket, st
 
 
 def _spawn_direct(
-    p: Process, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
-    link: bool, title: str,
+    p: Process,
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    link: bool,
+    title: str,
 ) -> Pid:
     a, b = socket.socketpair()
     ls, tmp = _take_listener(p, p.rundir, f"{p.pid.id}-{next(p.seq)}")
@@ -248,8 +260,20 @@ def _spawn_direct(
         # spawner's runtime fds yet, so close_in_child would keep it, and the
         # child would never see EOF (nor the spawner's death) on its own end.
         a.close()
-        _child_main(p.close_in_child, p.rundir, p.pid, serial, b, ls, p.lifeline, fn, args,
-                    kwargs, link, title)
+        _child_main(
+            p.close_in_child,
+            p.rundir,
+            p.pid,
+            serial,
+            b,
+            ls,
+            p.lifeline,
+            fn,
+            args,
+            kwargs,
+            link,
+            title,
+        )
     b.close()
     ls.close()
     child = Pid((_runtime.NODE_NAME, ospid, serial))
@@ -320,8 +344,12 @@ def _read_exact(sock: socket.socket, n: int) -> bytes:
 
 
 def _spawn_via_root(
-    p: Process, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
-    link: bool, title: str,
+    p: Process,
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    link: bool,
+    title: str,
 ) -> Pid:
     if p.zygote is None:
         z = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -522,8 +550,20 @@ class _Root:
         ospid = os.fork()
         if ospid == 0:
             a.close()
-            _child_main(self.close_in_child, self.rundir, spawner, serial, b, ls, self.life_r,
-                        fn, args, kwargs, link, title)
+            _child_main(
+                self.close_in_child,
+                self.rundir,
+                spawner,
+                serial,
+                b,
+                ls,
+                self.life_r,
+                fn,
+                args,
+                kwargs,
+                link,
+                title,
+            )
         b.close()
         ls.close()
         child = Pid((_runtime.NODE_NAME, ospid, serial))
@@ -596,8 +636,9 @@ def _root_main(rundir: str, main_sock: socket.socket, watch_parent: bool) -> Non
         root.parent_dead = True
     _title(f"otp: node {_runtime.NODE_NAME} root [{os.path.basename(rundir)}]")
     # Installed here once, inherited by every process of the node (see _logging).
-    _logging.install_forwarder(rundir, {"otp_pid": "root", "os_pid": os.getpid(),
-                                        "otp_name": "node root"})
+    _logging.install_forwarder(
+        rundir, {"otp_pid": "root", "os_pid": os.getpid(), "otp_name": "node root"}
+    )
     main_sock.setblocking(True)
     root.reap()
     # The root's objects never change after this point: freeze them so the

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import os
 import resource
 
 __all__ = ["is_os_process_alive", "prctl_child_subreaper", "prctl_pdeathsig", "start_time"]

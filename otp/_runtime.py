@@ -345,7 +345,7 @@ class Process:
                             mv = mv[n:]
                             if not mv:
                                 break
-                        if ev & _EPOLLIN or ev & _EPOLL_ERRHUP and fd in self.fds:
+                        if ev & _EPOLLIN or (ev & _EPOLL_ERRHUP and fd in self.fds):
                             self.on_readable(c)
                             if fd not in self.fds:
                                 return False
@@ -947,8 +947,12 @@ def _is_tag(k: Any) -> bool:
     if t is Ref:
         return True
     return (
-        t is tuple and len(k) == 4 and type(k[0]) is str and type(k[1]) is int
-        and type(k[2]) is int and type(k[3]) is int
+        t is tuple
+        and len(k) == 4
+        and type(k[0]) is str
+        and type(k[1]) is int
+        and type(k[2]) is int
+        and type(k[3]) is int
     )
 
 
@@ -1239,7 +1243,7 @@ def demonitor(ref: Ref, flush: bool = False) -> bool:
     return entry is not None
 
 
-def exit(pid: Any, reason: Any) -> None:  # noqa: A001 - Erlang's name
+def exit(pid: Any, reason: Any) -> None:
     p = current()
     pid = resolve(pid)
     if pid == p.pid:
@@ -1317,4 +1321,3 @@ __all__ = [
     "trap_exit",
     "unlink",
 ]
-

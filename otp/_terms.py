@@ -36,7 +36,7 @@ class Pid(tuple):  # type: ignore[type-arg]
     __slots__ = ()
 
     @staticmethod
-    def of(node: str, id: int, serial: int) -> Pid:  # noqa: A002 - Erlang's name
+    def of(node: str, id: int, serial: int) -> Pid:
         return Pid((node, id, serial))
 
     @property
@@ -132,7 +132,7 @@ class Crash:
 
     def __init__(
         self,
-        type: str,  # noqa: A002
+        type: str,
         message: str,
         traceback: str = "",
         exception: BaseException | None = None,

@@ -21,9 +21,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._node import Node, ensure_started
+from ._node import Node, ensure_started, stop
 from ._node import start as _start
-from ._node import stop
 
 __all__ = ["Node", "flush_logs", "rundir", "start", "stop"]
 
