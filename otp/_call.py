@@ -16,9 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-# _trace is imported for its side effect too: it installs the loguru patcher
-# that puts the trace id in every record, before any process is forked.
-from . import _runtime, _trace  # noqa: F401
+from . import _runtime
 from ._exceptions import BadArg, CallExit, CallTimeout, NoProc, ReceiveTimeout
 from ._terms import DOWN, Pid, Ref
 
@@ -65,13 +63,7 @@ def call(dest: Any, label: str, request: Any, timeout: float | None = 5.0) -> An
     refs.add(ref)
     mark = len(p.mailbox)
     try:
-        tr = p.trace
-        if tr is None:
-            p.send(pid, (label, (tuple(p.pid), ref), request))
-        else:
-            # A traced call (otp/_trace.py): the id rides in from_, whose
-            # first two items are all any loop reads to reply.
-            p.send(pid, (label, (tuple(p.pid), ref, tr), request))
+        p.send(pid, (label, (tuple(p.pid), ref), request))
         try:
             m = p.await_reply(ref, timeout, mark)
         except ReceiveTimeout:
