@@ -251,6 +251,8 @@ class SystemHooks(Protocol):
 
     def sys_terminate(self, reason: Any, from_: tuple[Pid, Ref]) -> NoReturn: ...
 
+    def sys_change_code(self, module: str, old_vsn: Any, extra: Any) -> bool: ...
+
 
 class System:
     """The per-process state of the system-message protocol (Erlang's sys)."""
@@ -327,6 +329,11 @@ class System:
                 value = None
             elif op == "terminate":
                 hooks.sys_terminate(request[1], from_)
+            elif op == "change_code":
+                # Hot code upgrade (otp.upgrade, otp.debug.change_code): the
+                # hook reloads the module and converts the state, or raises
+                # having changed nothing; True if this process runs the module.
+                value = hooks.sys_change_code(request[1], request[2], request[3])
             else:
                 raise BadArg(f"unknown system request {request!r}")
         except Exit:

@@ -588,6 +588,27 @@ class _Manager:
     def sys_terminate(self, reason: Any, from_: Any) -> NoReturn:
         self.terminate_server(reason)
 
+    def sys_change_code(self, module: str, old_vsn: Any, extra: Any) -> bool:
+        """Hot upgrade (otp/_upgrade.py): every handler whose class comes from
+        `module` moves to the reloaded class, each through its own
+        code_change(old_vsn, state, extra). All or none: if one raises, every
+        handler keeps its old code and state."""
+        from otp import _upgrade
+
+        hs = [h for h in self.handlers if _upgrade.uses(h.mod, module)]
+        if not hs:
+            return False
+        states = _upgrade.change_callbacks(
+            module,
+            [h.mod for h in hs],
+            old_vsn,
+            lambda i, vsn: hs[i].mod.code_change(vsn, hs[i].state, extra),
+        )
+        for h, state in zip(hs, states, strict=True):
+            h.state = state
+            h.cls = type(h.mod)
+        return True
+
     # -- the loop
 
     def loop(self) -> NoReturn:
@@ -731,6 +752,12 @@ class _Manager:
             return False, ("bad_return_value", state)
         h.mod = mod
         h.state = state
+        # Where otp.upgrade finds the processes that run a module's code (a
+        # removed handler's module may linger: its upgrade is then a no-op).
+        info = _runtime.current().info
+        mods = info.setdefault("callback_modules", [])
+        if type(mod).__module__ not in mods:
+            mods.append(type(mod).__module__)
         return True, None
 
     def add_handler(self, handler: Any, args: Any, sup: Pid | None) -> tuple[str, Any]:
@@ -851,7 +878,11 @@ class _Manager:
 
 
 def _new_and_init(cls: Any, args: Any) -> tuple[Any, Any]:
-    mod = cls()
+    from otp import _upgrade
+
+    # Added after a hot upgrade of its module, it runs the new code (a
+    # manager's copy of a module it ran no handler of may be the old one).
+    mod = _upgrade.current(cls)()
     return mod, mod.init(args)
 
 

@@ -337,6 +337,26 @@ class _Server:
     def sys_terminate(self, reason: Any, from_: Any) -> NoReturn:
         self.terminate(reason, None)
 
+    def sys_change_code(self, module: str, old_vsn: Any, extra: Any) -> bool:
+        """Hot upgrade (otp/_upgrade.py): the callback object moves to the
+        reloaded class and code_change(old_vsn, state, extra) gives the new
+        state; if anything raises, nothing changed."""
+        from otp import _upgrade
+
+        # A callback running other modules' code (the supervisor: its user
+        # module, its children's start functions) upgrades them its own way.
+        own = getattr(self.mod, "_sys_change_code", None)
+        if own is not None:
+            changed, self.state = own(module, old_vsn, extra, self.state)
+            return bool(changed)
+        if not _upgrade.uses(self.mod, module):
+            return False
+        state = self.state
+        (self.state,) = _upgrade.change_callbacks(
+            module, [self.mod], old_vsn, lambda _i, vsn: self.mod.code_change(vsn, state, extra)
+        )
+        return True
+
     # -- the loop
 
     def loop(self, timeout: float | None, cont: Any) -> NoReturn:
@@ -462,9 +482,16 @@ def _init_it(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
 ) -> NoReturn:
+    from otp import _upgrade
+
+    # Started after a hot upgrade of its module, it runs the new code, even
+    # if forked from a process that holds the old copy (otp/_upgrade.py).
+    cls = _upgrade.current(cls)
     p = _runtime.current()
     p.info["behaviour"] = "GenServer"
     p.info["module"] = cls.__qualname__
+    # Where otp.upgrade finds the processes that run a module's code.
+    p.info["callback_modules"] = [cls.__module__]
     if name:
         p.info["name"] = name
     _gen.register_name(starter, ref, name)

@@ -696,6 +696,31 @@ class _Machine:
         self.event = None
         self.terminate(reason)
 
+    def sys_change_code(self, module: str, old_vsn: Any, extra: Any) -> bool:
+        """Hot upgrade (otp/_upgrade.py): the callback object moves to the
+        reloaded class; code_change(old_vsn, state, data, extra) returns the
+        new (state, data). If anything raises, nothing changed."""
+        from otp import _upgrade
+
+        if not _upgrade.uses(self.mod, module):
+            return False
+
+        def convert(_i: int, vsn: Any) -> Any:
+            r = self.mod.code_change(vsn, self.state, self.data, extra)
+            if type(r) is not tuple or len(r) != 2:
+                raise BadArg(f"code_change must return (state, data), got {r!r}")
+            if type(self.mod).callback_mode not in _MODES:
+                raise BadArg(f"bad callback_mode {type(self.mod).callback_mode!r}")
+            return r
+
+        ((self.state, self.data),) = _upgrade.change_callbacks(module, [self.mod], old_vsn, convert)
+        # The cached state functions are the old class's; the new version
+        # may also have another callback mode.
+        self.fns.clear()
+        self.by_handle_event = type(self.mod).callback_mode == "handle_event_function"
+        self.state_enter = bool(type(self.mod).state_enter)
+        return True
+
     # -- the loop
 
     def loop(self) -> NoReturn:
@@ -1018,9 +1043,16 @@ def _init_it(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
 ) -> NoReturn:
+    from otp import _upgrade
+
+    # Started after a hot upgrade of its module, it runs the new code, even
+    # if forked from a process that holds the old copy (otp/_upgrade.py).
+    cls = _upgrade.current(cls)
     p = _runtime.current()
     p.info["behaviour"] = "GenStatem"
     p.info["module"] = cls.__qualname__
+    # Where otp.upgrade finds the processes that run a module's code.
+    p.info["callback_modules"] = [cls.__module__]
     if name:
         p.info["name"] = name
     _gen.register_name(starter, ref, name)

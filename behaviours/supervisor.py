@@ -153,8 +153,10 @@ state kept elsewhere: a restart begins from `init`.
 
 from __future__ import annotations
 
+import copy
 import os
 import time
+import types
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -517,6 +519,45 @@ class _Child:
         return f"<child {self.id!r} {self.pid!r}>"
 
 
+def _code_module(obj: Any) -> str | None:
+    """The module whose code a start function, class or function is."""
+    if isinstance(obj, types.MethodType):
+        obj = obj.__self__ if isinstance(obj.__self__, type) else obj.__func__
+    if isinstance(obj, (type, types.FunctionType)):
+        m = getattr(obj, "__module__", None)
+        return m if isinstance(m, str) else None
+    return None
+
+
+def _code_modules(st: _State) -> list[str]:
+    """The modules this supervisor runs code from (its callback module, its
+    children's start functions, classes in their arguments, `modules`):
+    what otp.upgrade looks for. The library's own modules are left out."""
+    found = {_code_module(st.module)}
+    for c in st.children.values():
+        mods = c.modules if isinstance(c.modules, list) else []
+        for obj in (c.fn, *c.args, *c.kwargs.values(), *mods):
+            found.add(_code_module(obj))
+    return sorted(
+        m for m in found if m and not m.startswith(("otp.", "behaviours.")) and m != "otp"
+    )
+
+
+def _rebound(c: _Child, reload: Any) -> _Child:
+    """A copy of `c` whose start function, arguments and modules are the
+    reloaded module's namesakes (the same process and restart count)."""
+    fn = reload.new_object(c.fn)
+    args = tuple(reload.new_object(a) for a in c.args)
+    kwargs = {k: reload.new_object(v) for k, v in c.kwargs.items()}
+    start = (fn, args, kwargs) if type(c.start) is tuple else fn
+    mods = c.modules
+    if isinstance(mods, list):
+        mods = [reload.new_object(m) for m in mods]
+    n = _Child(c.id, start, c.restart, c.shutdown, c.type, c.significant, mods)
+    n.pid, n.restarts = c.pid, c.restarts
+    return n
+
+
 def _check_flags(flags: Any) -> tuple[str, int, int, str]:
     if isinstance(flags, SupFlags):
         s, i, p, a = flags.strategy, flags.intensity, flags.period, flags.auto_shutdown
@@ -765,6 +806,11 @@ class _SupervisorServer(GenServer):
         info["module"] = _module_name(module)
         info["restarts"] = 0
         info["child_restarts"] = {}
+        from otp import _upgrade
+
+        # Started after a hot upgrade of its module: the new code, even if
+        # forked from a process holding the old copy (otp/_upgrade.py).
+        module = _upgrade.current(module)
         r = module().init(*args, **kwargs)
         if type(r) is Ignore:
             return r
@@ -775,6 +821,7 @@ class _SupervisorServer(GenServer):
         except _SpecError as e:
             return Stop(("supervisor_data", e.term))
         st = _State(name, module, args, strategy, intensity, period, auto_shutdown)
+        st.kwargs = kwargs  # type: ignore[attr-defined]  # init runs again on an upgrade
         if st.simple:
             if len(r[1]) != 1:
                 return Stop(("bad_start_spec", list(r[1])))
@@ -784,6 +831,7 @@ class _SupervisorServer(GenServer):
                 return Stop(("start_spec", e.term))
             st.ids = [template.id]
             st.children = {template.id: template}
+            info["callback_modules"] = _code_modules(st)  # for otp.upgrade
             return st
         try:
             children = _check_startspec(r[1], auto_shutdown)
@@ -797,6 +845,7 @@ class _SupervisorServer(GenServer):
             # start_link hears of the failure.
             self._terminate_children(list(st.ids), st)
             return Stop(("shutdown", failed))
+        info["callback_modules"] = _code_modules(st)  # for otp.upgrade
         return st
 
     # ---- the API, served one call at a time
@@ -1153,6 +1202,7 @@ class _SupervisorServer(GenServer):
         """Expose the restart counts in process_info (for `otp ps`)."""
         info = _runtime.current().info
         info["restarts"] = st.total_restarts
+        info["callback_modules"] = _code_modules(st)  # for otp.upgrade
         if st.simple:
             info["child_restarts"] = {k: n for k, n in st.dyn_counts.items() if type(k) is Pid}
         else:
@@ -1265,6 +1315,83 @@ class _SupervisorServer(GenServer):
         st.dyn.clear()
         st.dyn_counts.clear()
         st.dyn_restarting = 0
+
+    # ---- hot code upgrade (otp/_upgrade.py)
+
+    def _sys_change_code(self, module: str, old_vsn: Any, extra: Any, st: Any) -> tuple[bool, Any]:
+        """Move what this supervisor runs from `module` to its new code; the
+        GenServer loop's change_code hook calls it. Returns (changed, state).
+
+        - Its callback module, as OTP's supervisor code_change: `init` runs
+          again in the new code and its child specs replace the old ones. A
+          running child keeps its process under its new spec; a new id is
+          added but not started (it starts at its next restart, or with
+          restart_child, as in OTP); an id the new init no longer returns is
+          kept as it was. The flags may change, but not to or from
+          simple_one_for_one. An `Ignore()` from init keeps everything.
+        - Its children's start functions, arguments and `modules`: a class
+          or function of `module` is swapped for its namesake in the new
+          code, so a child restarted from now on runs the new code (in OTP
+          code is per node; here each supervisor holds its own copy).
+
+        All or nothing: if anything raises, the state and the module stay
+        as they were.
+        """
+        from otp import _upgrade
+
+        if not isinstance(st, _State) or module not in _code_modules(st):
+            return False, st
+        reload = _upgrade.Reload(module)
+        try:
+            new = self._upgraded_state(reload, st)
+        except BaseException:
+            reload.restore()
+            raise
+        _runtime.current().info["callback_modules"] = _code_modules(new)
+        return True, new
+
+    def _upgraded_state(self, reload: Any, st: _State) -> _State:
+        new = copy.copy(st)
+        children = {cid: _rebound(c, reload) for cid, c in st.children.items()}
+        new.children, new.ids = children, list(st.ids)
+        new.module = reload.new_object(st.module)
+        if new.module is st.module:
+            return new
+        r = new.module().init(*st.args, **getattr(st, "kwargs", {}))
+        if type(r) is Ignore:
+            return new
+        if not (type(r) is tuple and len(r) == 2 and isinstance(r[1], (list, tuple))):
+            raise SupervisorError(("bad_return", (new.module, "init", r)))
+        try:
+            strategy, intensity, period, auto_shutdown = _check_flags(r[0])
+            specs = _check_startspec(r[1], auto_shutdown)
+        except _SpecError as e:
+            raise SupervisorError(e.term) from None
+        if (strategy == "simple_one_for_one") != st.simple:
+            raise SupervisorError(("bad_strategy_change", st.strategy, strategy))
+        new.strategy, new.intensity, new.period = strategy, intensity, period
+        new.auto_shutdown = auto_shutdown
+        if new.simple:
+            if len(specs) != 1:
+                raise SupervisorError(("bad_start_spec", list(r[1])))
+            new.ids, new.children = [specs[0].id], {specs[0].id: specs[0]}
+            return new
+        # OTP's update_childspec: the new specs in their order, each keeping
+        # the process (and restart count) of the old child of that id, then
+        # the old children the new specs do not name, in their order.
+        ids, db = [], {}
+        for c in specs:
+            old = children.get(c.id)
+            if old is not None:
+                c.pid, c.restarts = old.pid, old.restarts
+            ids.append(c.id)
+            db[c.id] = c
+        for cid in st.ids:
+            if cid not in db:
+                ids.append(cid)
+                db[cid] = children[cid]
+        new.ids, new.children = ids, db
+        return new
 
     # ---- reports and status
 

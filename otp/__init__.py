@@ -63,6 +63,7 @@ from ._exceptions import (
 )
 from ._runtime import demonitor, exit, link, make_ref, monitor, receive, send, trap_exit, unlink
 from ._terms import DOWN, EXIT, Crash, Pid, Ref, TimerRef
+from ._upgrade import upgrade
 
 # After _terms and _runtime, which the codec imports (otp.dist: distribution).
 from .dist._etf import Atom
@@ -113,6 +114,7 @@ __all__ = [
     "trap_exit",
     "unlink",
     "unregister",
+    "upgrade",
     "whereis",
 ]
 

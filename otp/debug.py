@@ -12,6 +12,7 @@ otp.debug.suspend("counter")              # only system messages are served...
 otp.debug.resume("counter")               # ...until resumed; nothing is lost
 otp.debug.statistics("counter")           # start time, messages in and out
 otp.debug.trace("counter", True)          # log every message in and out
+otp.debug.change_code("counter", "mymod", 1, None)   # hot upgrade (see otp.upgrade)
 ```
 
 A `replace_state` function that raises leaves the state unchanged and raises
@@ -26,7 +27,16 @@ from typing import Any
 from . import _call
 from ._exceptions import OTPError
 
-__all__ = ["get_state", "get_status", "replace_state", "resume", "statistics", "suspend", "trace"]
+__all__ = [
+    "change_code",
+    "get_state",
+    "get_status",
+    "replace_state",
+    "resume",
+    "statistics",
+    "suspend",
+    "trace",
+]
 
 _SYSTEM = "$system"
 
@@ -79,3 +89,28 @@ def statistics(pid: Any, timeout: float | None = 5.0) -> dict[str, Any]:
 def trace(pid: Any, on: bool, timeout: float | None = 5.0) -> None:
     """Log every message the process receives and every reply it sends."""
     _sys(pid, ("trace", on), timeout)
+
+
+def change_code(
+    pid: Any,
+    module: Any,
+    old_vsn: Any = None,
+    extra: Any = None,
+    timeout: float | None = 10.0,
+) -> bool:
+    """Move one process to the new code of `module` (Erlang's sys:change_code).
+
+    Between two callbacks, the process reloads `module` (a module object or
+    its dotted name) from disk, moves its callback object to the class of the
+    same name, and calls `code_change(old_vsn, state, extra)` for the new
+    state. `old_vsn=None` passes the `vsn` of the code it ran until now;
+    `("down", vsn)` is a downgrade (see `otp.upgrade`, which does this for
+    every process of the node, suspended first, with a report).
+
+    Returns True, or False if the process runs no callbacks from `module`.
+    If code_change raises, the process keeps its old code and state, and
+    `otp.OTPError(("callback_failed", "change_code", crash))` is raised here.
+    """
+    from . import _upgrade
+
+    return _upgrade.change_code(pid, module, old_vsn, extra, timeout)
