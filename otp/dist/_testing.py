@@ -19,7 +19,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 
-__all__ = ["Epmd", "free_port", "new_cookie", "require_erl", "run_erl"]
+__all__ = ["Epmd", "erl_args", "free_port", "new_cookie", "require_erl", "run_erl"]
 
 
 def require_erl() -> str:
@@ -50,11 +50,24 @@ def new_cookie() -> str:
     return secrets.token_hex(16).upper()
 
 
-def run_erl(script: str, timeout: float = 30.0, env: dict[str, str] | None = None) -> str:
-    """Run `erl -noshell -eval script` (which must end in `halt()`); its stdout."""
+def erl_args(name: str, cookie: str) -> list[str]:
+    """Arguments of a distributed erl on loopback only: long name, given cookie."""
+    return [
+        "-name", name, "-setcookie", cookie,
+        "-kernel", "inet_dist_use_interface", "{127,0,0,1}",
+    ]  # fmt: skip
+
+
+def run_erl(
+    script: str,
+    timeout: float = 30.0,
+    env: dict[str, str] | None = None,
+    args: list[str] | None = None,
+) -> str:
+    """Run `erl -noshell [args] -eval script` (which must end in `halt()`); its stdout."""
     erl = require_erl()
     r = subprocess.run(
-        [erl, "-noshell", "-eval", script],
+        [erl, "-noshell", *(args or []), "-eval", script],
         capture_output=True,
         text=True,
         timeout=timeout,

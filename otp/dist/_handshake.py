@@ -1,0 +1,325 @@
+"""The distribution handshake (version 6) and the framing after it.
+
+Two nodes that share a cookie open a connection like this (ERTS User's Guide,
+"Distribution Protocol"; A connects, B accepts; every handshake packet has a
+2-byte length prefix on plain TCP):
+
+    A -> B  'N' flags(8) creation(4) nlen(2) name        send_name
+    B -> A  's' "ok"                                     recv_status
+    B -> A  'N' flags(8) challenge(4) creation(4) nlen(2) name
+    A -> B  'r' challenge_A(4) md5(cookie ++ str(challenge_B))
+    B -> A  'a' md5(cookie ++ str(challenge_A))
+
+Each side proves it knows the cookie without sending it; a wrong digest ends
+the handshake (the cookie authenticates, it does not encrypt: see
+distribution.md). We join as a *hidden* node (no DFLAG_PUBLISHED), which
+keeps `global`'s sync protocol away, with OTP 25's mandatory flags plus
+DFLAG_V4_NC and DFLAG_UNLINK_ID (mandatory from OTP 26).
+
+After the handshake every packet has a 4-byte length. A zero-length packet
+is a *tick* (keep-alive); any other is `'p'` (pass-through), a control term,
+then, for message-carrying controls, the message term. `Connection` reads
+and writes those.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import socket
+import stat
+import struct
+import threading
+import time
+from typing import Any
+
+from .._exceptions import OTPError
+from . import _etf
+
+__all__ = [
+    "FLAGS",
+    "MANDATORY",
+    "Connection",
+    "HandshakeError",
+    "accept",
+    "connect",
+    "digest",
+    "load_cookie",
+]
+
+DFLAG_PUBLISHED = 0x01
+DFLAG_EXTENDED_REFERENCES = 0x04
+DFLAG_DIST_MONITOR = 0x08
+DFLAG_FUN_TAGS = 0x10
+DFLAG_DIST_MONITOR_NAME = 0x20
+DFLAG_NEW_FUN_TAGS = 0x80
+DFLAG_EXTENDED_PIDS_PORTS = 0x100
+DFLAG_EXPORT_PTR_TAG = 0x200
+DFLAG_BIT_BINARIES = 0x400
+DFLAG_NEW_FLOATS = 0x800
+DFLAG_UTF8_ATOMS = 0x10000
+DFLAG_MAP_TAG = 0x20000
+DFLAG_BIG_CREATION = 0x40000
+DFLAG_HANDSHAKE_23 = 0x1000000
+DFLAG_UNLINK_ID = 0x2000000
+DFLAG_MANDATORY_25_DIGEST = 0x4000000
+DFLAG_V4_NC = 0x4 << 32
+
+# OTP 25 refuses a peer without these (dist_util.erl, MANDATORY_DFLAGS_25).
+MANDATORY = (
+    DFLAG_EXTENDED_REFERENCES
+    | DFLAG_FUN_TAGS
+    | DFLAG_EXTENDED_PIDS_PORTS
+    | DFLAG_UTF8_ATOMS
+    | DFLAG_NEW_FUN_TAGS
+    | DFLAG_BIG_CREATION
+    | DFLAG_NEW_FLOATS
+    | DFLAG_MAP_TAG
+    | DFLAG_EXPORT_PTR_TAG
+    | DFLAG_BIT_BINARIES
+    | DFLAG_HANDSHAKE_23
+)
+# What we offer. No DFLAG_PUBLISHED (hidden), no atom cache and no fragments
+# (so every packet is one whole 'p' message), no EXIT_PAYLOAD/SEND_SENDER/
+# ALIAS/SPAWN: erl then uses the control forms every version understands.
+FLAGS = (
+    MANDATORY
+    | DFLAG_MANDATORY_25_DIGEST
+    | DFLAG_DIST_MONITOR
+    | DFLAG_DIST_MONITOR_NAME
+    | DFLAG_UNLINK_ID
+    | DFLAG_V4_NC
+)
+
+HANDSHAKE_TIMEOUT = 10.0
+# A handshake packet is small (a name of at most 255 bytes plus fixed fields).
+MAX_HANDSHAKE_PACKET = 2048
+# A distribution packet larger than this closes the connection (an absurd
+# length from a broken or hostile peer must not make us allocate it).
+MAX_PACKET = 256 * 1024 * 1024
+
+_name_msg = struct.Struct(">QII")  # flags, challenge|creation, creation (B's 'N')
+
+
+class HandshakeError(OTPError):
+    """The handshake failed (wrong cookie, refused name, malformed packet)."""
+
+
+def digest(challenge: int, cookie: str) -> bytes:
+    """MD5(cookie ++ decimal(challenge)): the proof of knowing the cookie."""
+    return hashlib.md5(cookie.encode("utf-8") + str(challenge).encode("ascii")).digest()
+
+
+def load_cookie(cookie: str | None = None, path: str | None = None) -> str:
+    """The cookie: `cookie` when given, else `~/.erlang.cookie`, as erl reads it.
+
+    A missing file is created with 20 random uppercase letters and mode 0400,
+    as erl does; an existing one readable by group or others is refused
+    (erl refuses it too: anyone who reads the cookie can run code here).
+    """
+    if cookie is not None:
+        if not cookie:
+            raise HandshakeError("an empty cookie")
+        return cookie
+    path = path or os.path.expanduser("~/.erlang.cookie")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
+    except FileExistsError:
+        st = os.stat(path)
+        if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise HandshakeError(f"{path} must be accessible by its owner only") from None
+        with open(path, encoding="utf-8") as f:
+            value = f.read().strip()
+        if not value:
+            raise HandshakeError(f"{path} is empty") from None
+        return value
+    value = "".join(secrets.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(20))
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(value)
+    return value
+
+
+def _recv_exact(s: socket.socket, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = s.recv(n - len(buf))
+        if not chunk:
+            raise HandshakeError("the peer closed the connection during the handshake")
+        buf += chunk
+    return bytes(buf)
+
+
+def _recv_packet(s: socket.socket) -> bytes:
+    (n,) = struct.unpack(">H", _recv_exact(s, 2))
+    if n == 0 or n > MAX_HANDSHAKE_PACKET:
+        raise HandshakeError(f"a handshake packet of {n} bytes")
+    return _recv_exact(s, n)
+
+
+def _send_packet(s: socket.socket, data: bytes) -> None:
+    s.sendall(struct.pack(">H", len(data)) + data)
+
+
+def _check_flags(flags: int, peer: str) -> None:
+    missing = MANDATORY & ~flags
+    if missing:
+        raise HandshakeError(f"{peer} lacks mandatory distribution flags {missing:#x}")
+
+
+def _parse_name(data: bytes, off: int) -> str:
+    (n,) = struct.unpack_from(">H", data, off)
+    raw = data[off + 2 : off + 2 + n]
+    if len(raw) != n or not n or b"@" not in raw:
+        raise HandshakeError("a malformed node name in the handshake")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise HandshakeError("a node name that is not UTF-8") from None
+
+
+def connect(
+    sock: socket.socket, name: str, cookie: str, creation: int, flags: int = FLAGS
+) -> Connection:
+    """Run the handshake as the connecting side (A) on a connected socket."""
+    sock.settimeout(HANDSHAKE_TIMEOUT)
+    try:
+        raw = name.encode("utf-8")
+        _send_packet(sock, b"N" + struct.pack(">QIH", flags, creation, len(raw)) + raw)
+        status = _recv_packet(sock)
+        if status[:1] != b"s":
+            raise HandshakeError(f"expected a status, got {status[:1]!r}")
+        if status[1:] not in (b"ok", b"ok_simultaneous"):
+            raise HandshakeError(
+                f"the peer refused the connection: {status[1:].decode(errors='replace')}"
+            )
+        ch = _recv_packet(sock)
+        if ch[:1] != b"N" or len(ch) < 1 + _name_msg.size + 2:
+            raise HandshakeError("expected the peer's challenge ('N')")
+        pflags, pchallenge, pcreation = _name_msg.unpack_from(ch, 1)
+        peer = _parse_name(ch, 1 + _name_msg.size)
+        _check_flags(pflags, peer)
+        mine = secrets.randbits(32)
+        _send_packet(sock, b"r" + struct.pack(">I", mine) + digest(pchallenge, cookie))
+        ack = _recv_packet(sock)
+        if ack[:1] != b"a" or len(ack) != 17:
+            raise HandshakeError("expected the challenge ack ('a')")
+        if not secrets.compare_digest(ack[1:], digest(mine, cookie)):
+            raise HandshakeError(f"{peer} does not know our cookie")
+    except (OSError, struct.error) as e:
+        raise HandshakeError(f"handshake failed: {e}") from None
+    sock.settimeout(None)
+    return Connection(sock, peer, pflags, pcreation)
+
+
+def accept(
+    sock: socket.socket, name: str, cookie: str, creation: int, flags: int = FLAGS
+) -> Connection:
+    """Run the handshake as the accepting side (B) on an accepted socket.
+
+    The cookie check happens here: a peer whose digest is wrong is refused
+    and the socket closed by the caller; it never gets a Connection.
+    """
+    sock.settimeout(HANDSHAKE_TIMEOUT)
+    try:
+        first = _recv_packet(sock)
+        if first[:1] != b"N" or len(first) < 1 + 12 + 2:
+            # 'n' is the version 5 handshake (OTP < 23): not spoken here.
+            raise HandshakeError(f"expected send_name ('N'), got {first[:1]!r}")
+        pflags, pcreation = struct.unpack_from(">QI", first, 1)
+        peer = _parse_name(first, 13)
+        _check_flags(pflags, peer)
+        _send_packet(sock, b"sok")
+        mine = secrets.randbits(32)
+        raw = name.encode("utf-8")
+        _send_packet(
+            sock, b"N" + _name_msg.pack(flags, mine, creation) + struct.pack(">H", len(raw)) + raw
+        )
+        reply = _recv_packet(sock)
+        if reply[:1] != b"r" or len(reply) != 21:
+            raise HandshakeError("expected the challenge reply ('r')")
+        (pchallenge,) = struct.unpack_from(">I", reply, 1)
+        if not secrets.compare_digest(reply[5:], digest(mine, cookie)):
+            raise HandshakeError(f"{peer} does not know our cookie: connection refused")
+        _send_packet(sock, b"a" + digest(pchallenge, cookie))
+    except (OSError, struct.error) as e:
+        raise HandshakeError(f"handshake failed: {e}") from None
+    sock.settimeout(None)
+    return Connection(sock, peer, pflags, pcreation)
+
+
+class Connection:
+    """One established connection to a peer node: the framing after the handshake.
+
+    `recv()` returns `None` for a tick, else `(control, message)` (message
+    is `None` for controls that carry none). `send(control, message)` writes
+    one packet; `tick()` a keep-alive. Sends are serialised by a lock, so
+    a reader thread can answer ticks while another thread sends.
+    """
+
+    TICK = b"\0\0\0\0"
+
+    def __init__(self, sock: socket.socket, peer: str, flags: int, creation: int) -> None:
+        self.sock = sock
+        self.peer = peer
+        self.flags = flags
+        self.creation = creation
+        self.codec: _etf.Codec | None = None
+        self.last_sent = time.monotonic()
+        self.last_recv = time.monotonic()
+        self._lock = threading.Lock()
+
+    def send(self, control: Any, message: Any = None, *, has_message: bool = False) -> None:
+        codec = self.codec or _etf._default
+        body = b"p" + codec.encode(control)
+        if has_message or message is not None:
+            body += codec.encode(message)
+        self._write(struct.pack(">I", len(body)) + body)
+
+    def tick(self) -> None:
+        self._write(self.TICK)
+
+    def _write(self, data: bytes) -> None:
+        with self._lock:
+            self.sock.sendall(data)
+            self.last_sent = time.monotonic()
+
+    def recv(self) -> tuple[Any, Any] | None:
+        """The next packet, blocking. Raises ConnectionError when the peer is gone
+        and `_etf.DecodeError` (a ProtocolError) on garbage: close on either."""
+        (n,) = struct.unpack(">I", self._recv_exact(4))
+        self.last_recv = time.monotonic()
+        if n == 0:
+            return None
+        if n > MAX_PACKET:
+            raise _etf.DecodeError(f"a distribution packet of {n} bytes")
+        data = self._recv_exact(n)
+        return self.parse(data)
+
+    def parse(self, data: bytes) -> tuple[Any, Any]:
+        if data[:1] != b"p":
+            raise _etf.DecodeError(f"unexpected distribution header {data[:1]!r}")
+        codec = self.codec or _etf._default
+        control, end = codec.decode_from(data, 1)
+        message = None
+        if end < len(data):
+            message, end = codec.decode_from(data, end)
+            if end != len(data):
+                raise _etf.DecodeError("bytes after the message")
+        return control, message
+
+    def _recv_exact(self, n: int) -> bytes:
+        buf = bytearray()
+        while len(buf) < n:
+            chunk = self.sock.recv(min(n - len(buf), 1 << 20))
+            if not chunk:
+                raise ConnectionError(f"{self.peer} closed the connection")
+            buf += chunk
+        return bytes(buf)
+
+    def close(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
