@@ -21,11 +21,33 @@ Fixtures, available whether or not isolation is enabled:
 
 And a helper for conditions no message announces: `wait_until(cond,
 timeout=5.0)`.
+
+Chaos: `Chaos(sup, interval=0.05)` runs a process that SIGKILLs a random
+running worker of the supervisor `sup` every `interval` seconds, as
+`kill -9` from a shell would, until stopped; it then reports how many it
+killed. Use it to check that your service keeps its promises while its
+workers die:
+
+```python
+from otp.testing import Chaos
+
+def test_answers_while_workers_die(otp_node):
+    sup = MyApp.start_link()
+    with Chaos(sup, interval=0.05, seed=1) as chaos:
+        for _ in range(1000):
+            try:
+                gen_server.call("worker1", "ping", timeout=2.0)
+            except (otp.CallExit, otp.NoProc, otp.CallTimeout):
+                pass                       # the documented errors of a call
+    assert chaos.kills > 0
+    wait_until(lambda: otp.process_info(sup)["restarts"] == chaos.kills)
+```
 """
 
 from __future__ import annotations
 
 import os
+import random
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -33,7 +55,7 @@ from typing import Any
 
 import pytest
 
-__all__ = ["node_guard", "otp_kill", "otp_node", "otp_wait_restart", "wait_until"]
+__all__ = ["Chaos", "node_guard", "otp_kill", "otp_node", "otp_wait_restart", "wait_until"]
 
 
 def wait_until(cond: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
@@ -135,6 +157,183 @@ def otp_wait_restart() -> Callable[..., Any]:
         return wait_until(new_pid, timeout, f"a restart of {child_id!r}")
 
     return wait
+
+
+# ------------------------------------------------------------------- chaos
+
+_TICK = "$chaos_tick"
+_STOP = "$chaos_stop"
+_REPORT = "$chaos_report"
+
+
+def _chaos_monkey(
+    parent: Any, sup: Any, interval: float, seed: Any, ids: Any, kill_supervisors: bool
+) -> None:
+    """The chaos process: every `interval`, SIGKILL one running child of `sup`.
+
+    A kill counts only if the victim was running when the signal went and its
+    DOWN then arrived: a Pid that which_children still lists but that is
+    already dead (its EXIT not yet handled by the supervisor) is skipped, so
+    `kills` is exactly the number of deaths the supervisor has to handle.
+    Ticks keep a fixed cadence (start + n * interval), not "interval after
+    the last kill", so a slow supervisor does not slow the chaos down.
+    """
+    import otp
+    from behaviours import supervisor
+
+    rng = random.Random(seed)
+    me = otp.self_pid()
+    sup_ref = otp.monitor(sup)
+    kills: list[tuple[Any, Any]] = []
+    ticks = skipped = 0
+    sup_reason: Any = None
+    start = time.monotonic()
+    otp.send_after(interval, me, _TICK)
+
+    def is_down(ref: Any) -> Callable[[Any], bool]:
+        return lambda m: type(m) is otp.DOWN and m.ref == ref
+
+    while True:
+        m = otp.receive()
+        if m == _STOP:
+            break
+        if type(m) is otp.DOWN and m.ref == sup_ref:
+            sup_reason = m.reason
+            break
+        if m != _TICK:
+            continue
+        ticks += 1
+        try:
+            children = supervisor.which_children(sup)
+        except (otp.NoProc, otp.CallExit):
+            children = []  # the supervisor is ending: its DOWN comes next
+        candidates = [
+            (cid, pid)
+            for cid, pid, ctype, _mods in children
+            if type(pid) is otp.Pid
+            and (kill_supervisors or ctype == "worker")
+            and (ids is None or cid in ids)
+        ]
+        killed = False
+        if candidates:
+            cid, pid = rng.choice(candidates)
+            ref = otp.monitor(pid)  # first: the DOWN cannot be missed
+            if otp.is_process_alive(pid):
+                try:
+                    os.kill(pid.id, signal.SIGKILL)
+                    killed = True
+                except ProcessLookupError:
+                    pass
+            if killed:
+                otp.receive(is_down(ref), timeout=30.0)
+                kills.append((cid, pid))
+            else:
+                otp.demonitor(ref, flush=True)
+        if not killed:
+            skipped += 1
+        # The next tick on the fixed cadence (at once if we are late).
+        due = start + (ticks + 1) * interval - time.monotonic()
+        otp.send_after(max(due, 0.0), me, _TICK)
+    otp.send(
+        parent,
+        (_REPORT, me, {"kills": kills, "ticks": ticks, "skipped": skipped, "sup": sup_reason}),
+    )
+
+
+class Chaos:
+    """SIGKILL a random running child of a supervisor every `interval` seconds.
+
+    ```python
+    with Chaos(sup, interval=0.05, seed=7) as chaos:
+        ...                      # load the service meanwhile
+    chaos.kills                  # how many children were killed
+    ```
+
+    The killing runs in a process of its own (started by `start()` or by
+    entering the `with` block), so the caller is free to drive load. Only
+    workers are killed unless `kill_supervisors=True`; `ids` limits the
+    victims to those child ids. The chaos ends at `stop()` (or the end of the
+    `with` block), or by itself when the supervisor ends (then
+    `supervisor_reason` holds the supervisor's exit reason: with too many
+    kills for its restart intensity, `"shutdown"`).
+
+    After `stop()`:
+
+    - `kills`: the number of children that were running and were killed;
+    - `victims`: `(child_id, pid)` of each, in order;
+    - `ticks`, `skipped`: the chances taken, and those with no running
+      child to kill (e.g. all restarting);
+    - `supervisor_reason`: None while the supervisor lived on.
+    """
+
+    def __init__(
+        self,
+        sup: Any,
+        interval: float = 0.05,
+        *,
+        seed: Any = None,
+        ids: Any = None,
+        kill_supervisors: bool = False,
+    ) -> None:
+        self.sup = sup
+        self.interval = interval
+        self.seed = seed
+        self.ids = None if ids is None else list(ids)
+        self.kill_supervisors = kill_supervisors
+        self.pid: Any = None
+        self.kills = 0
+        self.victims: list[tuple[Any, Any]] = []
+        self.ticks = 0
+        self.skipped = 0
+        self.supervisor_reason: Any = None
+
+    def start(self) -> Chaos:
+        import otp
+
+        if self.pid is not None:
+            raise RuntimeError("this Chaos is already running")
+        self.pid = otp.spawn(
+            _chaos_monkey,
+            otp.self_pid(),
+            self.sup,
+            self.interval,
+            self.seed,
+            self.ids,
+            self.kill_supervisors,
+        )
+        return self
+
+    def stop(self, timeout: float = 30.0) -> Chaos:
+        """End the chaos and collect its figures (waits for the last kill's DOWN)."""
+        import otp
+
+        pid, self.pid = self.pid, None
+        if pid is None:
+            return self
+        ref = otp.monitor(pid)
+        otp.send(pid, _STOP)
+        try:
+            _, _, report = otp.receive(
+                lambda m: type(m) is tuple and len(m) == 3 and m[0] == _REPORT and m[1] == pid,
+                timeout,
+            )
+        except otp.ReceiveTimeout:
+            otp.exit(pid, "kill")
+            otp.receive(lambda m: type(m) is otp.DOWN and m.ref == ref, 10.0)
+            raise AssertionError(f"the chaos process did not report within {timeout} s") from None
+        otp.receive(lambda m: type(m) is otp.DOWN and m.ref == ref, timeout)
+        self.victims = report["kills"]
+        self.kills = len(self.victims)
+        self.ticks = report["ticks"]
+        self.skipped = report["skipped"]
+        self.supervisor_reason = report["sup"]
+        return self
+
+    def __enter__(self) -> Chaos:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
