@@ -116,9 +116,14 @@ class DistNode:
         self.connections: dict[str, _handshake.Connection] = {}
         self.handlers: dict[str, Handler] = {}
         self.on_send: Callable[[Pid, Any], None] | None = None
+        # REG_SEND to a name without a handler: (sender, name, message).
+        self.on_reg_send: Callable[[Any, str, Any], None] | None = None
+        # Whether a name is held here (MONITOR_P to it is kept, not noproc).
+        self.name_exists: Callable[[str], bool] = lambda name: False
         self.on_nodedown: Callable[[str], None] | None = None
         self.refused: list[tuple[str, str]] = []  # (peer address, why): for tests and logs
-        self._monitors: dict[Ref, tuple[str, Any]] = {}  # ref -> (node, monitored name)
+        # ref -> (peer node, monitored name, monitoring Pid)
+        self._monitors: dict[Ref, tuple[str, Any, Any]] = {}
         self._lock = threading.RLock()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -286,7 +291,7 @@ class DistNode:
         if c is None:
             return
         c.close()
-        for ref, (node, _) in list(self._monitors.items()):
+        for ref, (node, _, _) in list(self._monitors.items()):
             if node == c.peer:
                 self._monitors.pop(ref, None)
         if self.on_nodedown is not None and not self._stopping.is_set():
@@ -322,8 +327,10 @@ class DistNode:
                 self.on_send(to, message)
         elif op == MONITOR_P:
             _, sender, target, ref = control
-            if type(target) is Atom and (target == "net_kernel" or target in self.handlers):
-                self._monitors[ref] = (c.peer, target)
+            if type(target) is Atom and (
+                target == "net_kernel" or target in self.handlers or self.name_exists(target)
+            ):
+                self._monitors[ref] = (c.peer, target, sender)
             else:
                 c.send((MONITOR_P_EXIT, target, sender, ref, _NOPROC))
         elif op == DEMONITOR_P:
@@ -346,3 +353,16 @@ class DistNode:
         handler = self.handlers.get(name)
         if handler is not None:
             handler(sender, message)
+        elif self.on_reg_send is not None:
+            self.on_reg_send(sender, name, message)
+
+    def monitor_exit(self, name: str, watcher: Any, reason: Any) -> None:
+        """Tell every peer monitor of `name` held by `watcher` that it ended
+        with `reason` (MONITOR_P_EXIT), and forget those monitors."""
+        for ref, (node, target, who) in list(self._monitors.items()):
+            if target == name and who == watcher:
+                self._monitors.pop(ref, None)
+                with self._lock:
+                    c = self.connections.get(node)
+                if c is not None:
+                    c.send((MONITOR_P_EXIT, Atom(name), watcher, ref, reason))
