@@ -28,7 +28,7 @@ The behaviours (GenServer, Supervisor, GenStatem, GenEvent) live in the
 
 from __future__ import annotations
 
-from . import debug, node
+from . import application, debug, node
 from ._api import (
     cancel_timer,
     is_process_alive,
@@ -91,6 +91,7 @@ __all__ = [
     "StartError",
     "SupervisorError",
     "TimerRef",
+    "application",
     "cancel_timer",
     "debug",
     "demonitor",
