@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import os
 import signal
+import subprocess
 import sys
 import textwrap
 import uuid
@@ -481,3 +482,20 @@ def supervisor_stop(sup: otp.Pid) -> None:
     mon = otp.monitor(sup)
     otp.exit(sup, "shutdown")
     otp.receive(lambda m: type(m) is otp.DOWN and m.ref == mon, 20)
+
+
+def test_the_hot_upgrade_example_upgrades_under_load_and_loses_nothing() -> None:
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run(
+        [sys.executable, os.path.join(root, "examples", "hot_upgrade", "demo.py")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=root,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "versions seen ['v1', 'v2'], errors []" in out
+    assert "== casts sent" in out and ": True" in out.split("== casts sent")[1].splitlines()[0]
+    assert "same server: True" in out
+    assert "after the downgrade: ('v1'," in out
