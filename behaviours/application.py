@@ -201,6 +201,9 @@ class _Master(GenServer):
         otp.trap_exit(True)
         info = _runtime.current().info
         info["application"] = name
+        # Where otp.upgrade finds the processes that run a module's code: the
+        # master runs the application class's start, prep_stop and stop.
+        info["callback_modules"] = [cls.__module__]
         doc = (cls.__doc__ or "").strip()
         entry = {
             "name": name,
@@ -257,6 +260,18 @@ class _Master(GenServer):
             # before this by the GenServer loop).
             return Stop(msg.reason, st)
         return NoReply(st)
+
+    def _sys_change_code(self, module: str, old_vsn: Any, extra: Any, st: Any) -> tuple[bool, Any]:
+        """Hot upgrade of the application's module (otp.upgrade): the
+        application object moves to the reloaded class, so its prep_stop and
+        stop run the new code. Its state is kept as it is (OTP's applications
+        have no code_change either). Called by the GenServer loop's hook."""
+        from otp import _upgrade
+
+        if not isinstance(st, _State) or not _upgrade.uses(st.app, module):
+            return False, st
+        _upgrade.change_callbacks(module, [st.app], old_vsn, lambda _i, _vsn: None)
+        return True, st
 
     def terminate(self, reason: Any, st: Any) -> None:
         if not isinstance(st, _State):

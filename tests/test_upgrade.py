@@ -166,6 +166,50 @@ class Lines(EventHandler):
         return {"events": state, "count": len(state)}
 """
 
+SUP_TAIL_V1 = """
+
+from behaviours import Supervisor, SupFlags
+
+
+class Sup(Supervisor):
+    def init(self):
+        return SupFlags(intensity=5), [Counter.child_spec(1, id="a")]
+"""
+
+SUP_TAIL_V2 = """
+
+from behaviours import Supervisor, SupFlags
+
+
+class Sup(Supervisor):
+    vsn = 2
+
+    def init(self):
+        return SupFlags(intensity=5), [
+            Counter.child_spec(10, id="a"),
+            Counter.child_spec(20, id="b"),
+        ]
+"""
+
+
+def app_tail(version: str) -> str:
+    """An Application whose stop says which version it runs."""
+    return f"""
+
+import otp
+from behaviours import Application
+
+
+class App(Application):
+    name = "upgraded_app"
+
+    def start(self, start_type, args):
+        return Sup.start_link()
+
+    def stop(self, state):
+        otp.send("upgrade_test", ("stopped", "{version}"))
+"""
+
 
 class Versions:
     """One module name, whose source file a test rewrites between versions."""
@@ -461,6 +505,58 @@ def test_a_supervisor_restarts_its_child_with_the_new_code_after_an_upgrade(
     new = wait_until(restarted, 20, "the restart")
     assert gen_server.call(new, "get") == ("v2", 4)  # v2's init: a fresh dict
     supervisor_stop(sup)
+
+
+def test_a_supervisor_module_upgrade_runs_init_again_and_takes_the_new_child_specs(
+    versions: Callable[[], Versions],
+) -> None:
+    v = versions()
+    mod = v.load(COUNTER_V1 + SUP_TAIL_V1)
+    sup = mod.Sup.start_link()
+    [(_, a, _, _)] = supervisor.which_children(sup)
+
+    v.write(COUNTER_V2 + SUP_TAIL_V2)
+    assert sorted(otp.upgrade(mod)["upgraded"]) == sorted([sup, a])
+    # OTP's update_childspec: "a" keeps its process (its state converted by
+    # code_change), the new "b" is known but not started.
+    children = {cid: pid for cid, pid, _, _ in supervisor.which_children(sup)}
+    assert children == {"a": a, "b": None}
+    assert gen_server.call(a, "get") == ("v2", 1)
+    b = supervisor.restart_child(sup, "b")
+    assert gen_server.call(b, "get") == ("v2", 20)
+
+    # A restart of "a" uses its new spec (start argument 10) and new code.
+    mon = otp.monitor(a)
+    os.kill(a.id, signal.SIGKILL)
+    otp.receive(lambda m: type(m) is otp.DOWN and m.ref == mon, 20)
+
+    def restarted() -> Any:
+        pid = {cid: p for cid, p, _, _ in supervisor.which_children(sup)}["a"]
+        return pid if isinstance(pid, otp.Pid) and pid != a else None
+
+    new_a = wait_until(restarted, 20, "the restart of a")
+    assert gen_server.call(new_a, "get") == ("v2", 10)
+    supervisor_stop(sup)
+
+
+def test_an_application_module_upgrade_reaches_its_master_tree_and_workers(
+    versions: Callable[[], Versions],
+) -> None:
+    otp.register("upgrade_test")
+    v = versions()
+    mod = v.load(COUNTER_V1 + SUP_TAIL_V1 + app_tail("v1"))
+    top = otp.application.start(mod.App)
+    [(_, a, _, _)] = supervisor.which_children(top)
+    master = otp.whereis("application_master:upgraded_app")
+
+    v.write(COUNTER_V2 + SUP_TAIL_V2 + app_tail("v2"))
+    assert sorted(otp.upgrade(mod)["upgraded"]) == sorted([master, top, a])
+    assert gen_server.call(a, "get") == ("v2", 1)
+    otp.application.stop("upgraded_app")
+    assert otp.receive(lambda m: type(m) is tuple and m[0] == "stopped", 20) == (
+        "stopped",
+        "v2",
+    )
 
 
 def test_an_upgrade_to_code_that_does_not_import_changes_nothing(
