@@ -22,8 +22,25 @@ from ._terms import DOWN, Pid, Ref
 
 __all__ = ["call", "reply"]
 
+# The class's own methods: `call` holds the main program's lock for the whole
+# call already, so the per-method lock wrappers of a threaded main program
+# (Process._GUARDED) would only cost time here.
+_send = _runtime.Process.send
+_await_reply = _runtime.Process.await_reply
+
 
 def call(dest: Any, label: str, request: Any, timeout: float | None = 5.0) -> Any:
+    p = _runtime._proc
+    if p is not None and p.lock is not None:
+        # The main program: its threads may call at once (see
+        # Process._wait_threaded); the monitor's registration and the wait
+        # for the reply must not interleave with another thread's poll.
+        with p.lock:
+            return _call(dest, label, request, timeout)
+    return _call(dest, label, request, timeout)
+
+
+def _call(dest: Any, label: str, request: Any, timeout: float | None) -> Any:
     """Send `(label, (self, ref), request)` to `dest` and wait for its reply.
 
     Raises:
@@ -63,9 +80,9 @@ def call(dest: Any, label: str, request: Any, timeout: float | None = 5.0) -> An
     refs.add(ref)
     mark = len(p.mailbox)
     try:
-        p.send(pid, (label, (tuple(p.pid), ref), request))
+        _send(p, pid, (label, (tuple(p.pid), ref), request))
         try:
-            m = p.await_reply(ref, timeout, mark)
+            m = _await_reply(p, ref, timeout, mark)
         except ReceiveTimeout:
             p.abandon(ref)
             raise CallTimeout(f"no reply from {dest!r} within {timeout} s") from None

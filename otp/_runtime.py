@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import collections
 import errno
+import functools
 import heapq
 import itertools
 import os
@@ -179,6 +180,20 @@ class Process:
         self.refs = itertools.count(1)
         self.seq = itertools.count()
         self.uid = os.getuid()
+        # The main program may have threads that all use this Process: its
+        # entry points take a lock (see _wait_threaded). An OTP process is
+        # single-threaded by construction and pays nothing for this.
+        self.lock: threading.RLock | None = None  # type: ignore[valid-type]
+        self.cond: threading.Condition | None = None
+        self.polling = False
+        self.waiters = 0
+        self.wake_r = -1
+        self.wake_w = -1
+        if is_main:
+            self.lock = threading.RLock()
+            self.cond = threading.Condition(self.lock)
+            for name in _GUARDED:
+                setattr(self, name, _guarded(self.lock, getattr(self, name)))
 
     # ------------------------------------------------------------------ fds
 
@@ -187,7 +202,7 @@ class Process:
         fds = list(self.fds)
         fds.append(self.lfd)
         fds.append(self.ep.fileno())
-        for fd in (self.sig_r, self.sig_w):
+        for fd in (self.sig_r, self.sig_w, self.wake_r, self.wake_w):
             if fd >= 0:
                 fds.append(fd)
         if self.zygote is not None:
@@ -380,6 +395,8 @@ class Process:
         if c is None:
             if dest == self.pid:
                 self.mailbox.append(_loads(kind, payload))
+                if self.lock is not None:
+                    self._wake()
                 return
             c = self.connect(dest)
             if c is None:
@@ -417,6 +434,12 @@ class Process:
             self.accept()
         elif fd == self.sig_r:
             self.reap()
+        elif fd == self.wake_r:
+            try:
+                while os.read(fd, 512):
+                    pass
+            except BlockingIOError:
+                pass
         elif fd == self.lifeline:
             # The node's root process is gone: so is the node.
             _hard_exit(1)
@@ -662,20 +685,28 @@ class Process:
             due = self.timers[0][0] - _monotonic()
             if timeout is None or due < timeout:
                 timeout = max(due, 0.0)
+        if self.lock is not None:
+            self._wait_threaded(timeout)
+            return
         # Status is "waiting" until the events are handled: a process_info
         # request read here is answered by a process that was waiting.
         self.status = "waiting"
         try:
-            events = self.ep.poll(-1.0 if timeout is None else timeout)
-            fds = self.fds
-            for fd, _ev in events:
-                c = fds.get(fd)
-                if c is not None:
-                    self.on_readable(c)
-                else:
-                    self.on_event(fd, _ev)
+            self._handle_events(self.ep.poll(-1.0 if timeout is None else timeout))
         finally:
             self.status = "running"
+        self._after_events()
+
+    def _handle_events(self, events: list[tuple[int, int]]) -> None:
+        fds = self.fds
+        for fd, ev in events:
+            c = fds.get(fd)
+            if c is not None:
+                self.on_readable(c)
+            else:
+                self.on_event(fd, ev)
+
+    def _after_events(self) -> None:
         if self.deferred:
             deferred, self.deferred = self.deferred, []
             for dc, data in deferred:
@@ -683,6 +714,55 @@ class Process:
                     self.write(dc, data)
         if self.timers:
             self.fire_timers()
+
+    def _wake(self) -> None:
+        """Threads of the main program: a message was queued without any
+        socket activity (a send to self). Wake the poller (through a pipe in
+        its epoll) and the threads waiting to rescan the mailbox."""
+        if self.wake_w < 0:
+            self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+            self.ep.register(self.wake_r, _EPOLLIN)
+        try:
+            os.write(self.wake_w, b"!")
+        except BlockingIOError:
+            pass  # already awake: the pipe is full of wake-ups
+        assert self.cond is not None
+        if self.waiters:
+            self.cond.notify_all()
+
+    def _wait_threaded(self, timeout: float | None) -> None:
+        """`wait` in the main program, whose threads may share this Process.
+
+        Called with `self.lock` held (every entry point of the main
+        program's Process takes it). One thread at a time polls, *without*
+        the lock, so the others can send meanwhile; the rest wait on the
+        condition, and every poller wakes them all when it has read what came,
+        so each rescans the mailbox for its own message (and one of them
+        polls next). Reading and parsing always happen under the lock.
+        """
+        assert self.lock is not None and self.cond is not None
+        if self.polling:
+            self.waiters += 1
+            try:
+                self.cond.wait(timeout)
+            finally:
+                self.waiters -= 1
+            return
+        self.polling = True
+        self.status = "waiting"
+        try:
+            saved = self.lock._release_save()  # type: ignore[attr-defined]
+            try:
+                events = self.ep.poll(-1.0 if timeout is None else timeout)
+            finally:
+                self.lock._acquire_restore(saved)  # type: ignore[attr-defined]
+            self._handle_events(events)
+        finally:
+            self.status = "running"
+            self.polling = False
+            if self.waiters:  # notify_all costs ~0.3 us even with no waiter
+                self.cond.notify_all()
+        self._after_events()
 
     def receive_any(self, timeout: float | None) -> Any:
         """`receive(None, timeout)`, lean: what a behaviour's loop calls."""
@@ -722,10 +802,15 @@ class Process:
         """
         mb = self.mailbox
         deadline = None
-        scanned = start
+        # With threads (main program only), another thread may remove an
+        # older message meanwhile and shift every index: then always rescan.
+        threaded = self.lock is not None
+        scanned = 0 if threaded else start
         while True:
             if self.pending_exit is not None:
                 self.die_from_signal()
+            if threaded:
+                scanned = 0
             if mb:
                 self.since_poll += 1
                 if self.since_poll >= POLL_EVERY:
@@ -767,12 +852,15 @@ class Process:
         Python-level predicate per message: this is the caller's hot path.
         """
         mb = self.mailbox
-        scanned = start
+        threaded = self.lock is not None  # see receive: indices may shift
+        scanned = 0 if threaded else start
         deadline = None
         _tuple = tuple
         while True:
             if self.pending_exit is not None:
                 self.die_from_signal()
+            if threaded:
+                scanned = 0
             n = len(mb)
             if scanned < n:
                 i = scanned
@@ -954,6 +1042,51 @@ def _is_tag(k: Any) -> bool:
         and type(k[2]) is int
         and type(k[3]) is int
     )
+
+
+#: The Process methods the main program's threads reach it through.
+_GUARDED = (
+    "send",
+    "connect",
+    "receive",
+    "await_reply",
+    "send_signal",
+    "add_conn",
+    "send_after",
+    "cancel_timer",
+    "abandon",
+    "local_info",
+    "write",
+    "terminate",
+)
+
+
+def _guarded(lock: Any, fn: Callable[..., Any]) -> Callable[..., Any]:
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return fn(*args, **kwargs)
+
+    locked.__name__ = getattr(fn, "__name__", "locked")
+    return locked
+
+
+def main_locked(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Run an API function under the main program's lock (see _wait_threaded).
+
+    For functions that change several of the Process's tables in a row
+    (monitor: connect, then register): another thread's poll must not handle
+    the peer's death in between. In an OTP process it only costs the check.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        p = _proc
+        if p is not None and p.lock is not None:
+            with p.lock:
+                return fn(*args, **kwargs)
+        return fn(*args, **kwargs)
+
+    return wrapper
 
 
 def _main_grew(p: Process) -> bool:
@@ -1184,6 +1317,7 @@ def make_ref() -> Ref:
     return Ref((NODE_NAME, p.pid.id, p.pid.serial, next(p.refs)))
 
 
+@main_locked
 def link(pid: Pid) -> None:
     p = current()
     if pid == p.pid:
@@ -1199,6 +1333,7 @@ def link(pid: Pid) -> None:
     p.send_signal(pid, LINK)
 
 
+@main_locked
 def unlink(pid: Pid) -> None:
     p = current()
     if pid in p.links:
@@ -1206,6 +1341,7 @@ def unlink(pid: Pid) -> None:
         p.send_signal(pid, UNLINK)
 
 
+@main_locked
 def monitor(target: Any) -> Ref:
     p = current()
     ref = Ref((NODE_NAME, p.pid.id, p.pid.serial, next(p.refs)))
@@ -1225,6 +1361,7 @@ def monitor(target: Any) -> Ref:
     return ref
 
 
+@main_locked
 def demonitor(ref: Ref, flush: bool = False) -> bool:
     p = current()
     entry = p.monitors.pop(ref, None)
@@ -1243,6 +1380,7 @@ def demonitor(ref: Ref, flush: bool = False) -> bool:
     return entry is not None
 
 
+@main_locked
 def exit(pid: Any, reason: Any) -> None:
     p = current()
     pid = resolve(pid)
@@ -1271,6 +1409,7 @@ def exit(pid: Any, reason: Any) -> None:
     p.send_signal(pid, EXIT, payload)
 
 
+@main_locked
 def trap_exit(flag: bool) -> bool:
     p = current()
     old = p.trap
