@@ -408,3 +408,83 @@ def test_sigterm_runs_every_terminate_in_otp_order_through_nested_trees(
     assert stops == [f"stop {name} shutdown" for name in expected_stops], stderr.decode()
     left = [p for p in node | set(ospids) if psutil.pid_exists(p)]
     assert not left, f"processes or zombies left: {left}"
+
+
+# ------------------------------------------------- the plugin, for users' tests
+
+USER_TESTS = """
+import otp
+from behaviours import GenServer, Reply, gen_server, supervisor
+
+
+class Pong(GenServer):
+    def init(self):
+        return None
+
+    def handle_call(self, request, from_, state):
+        return Reply("pong", state)
+
+
+def idle():
+    otp.receive()
+
+
+def test_clean():
+    pid = otp.spawn(idle)
+    ref = otp.monitor(pid)
+    otp.exit(pid, "kill")
+    otp.receive(lambda m: isinstance(m, otp.DOWN) and m.ref == ref, timeout=10)
+
+
+def test_leaky():
+    otp.spawn(idle)  # never stopped
+
+
+def test_kill_and_wait_restart(otp_kill, otp_wait_restart):
+    otp.trap_exit(True)
+    sup = supervisor.start_link([Pong.child_spec(id="pong")])
+    [(_, old, _, _)] = supervisor.which_children(sup)
+    otp_kill(old)
+    new = otp_wait_restart(sup, "pong", old)
+    assert gen_server.call(new, "ping") == "pong"
+    ref = otp.monitor(sup)
+    otp.exit(sup, "shutdown")
+    otp.receive(lambda m: isinstance(m, otp.DOWN) and m.ref == ref, timeout=10)
+"""
+
+
+@pytest.mark.parametrize("enabled_by", ["flag", "ini", "off"])
+def test_the_pytest_plugin_fails_a_users_leaking_test_and_passes_the_clean_ones(
+    enabled_by: str, tmp_path: Path
+) -> None:
+    (tmp_path / "test_user.py").write_text(textwrap.dedent(USER_TESTS))
+    ini = "[pytest]\n" + ("otp_isolation = true\n" if enabled_by == "ini" else "")
+    (tmp_path / "pytest.ini").write_text(ini)
+    # In a checkout the pytest11 entry point may not be installed: load the
+    # plugin by its module (and keep an installed copy from loading twice).
+    argv = [sys.executable, "-m", "pytest", "-p", "no:otp", "-p", "otp.testing"]
+    argv += ["-p", "no:cacheprovider", "-q", "-rA", "test_user.py"]
+    if enabled_by == "flag":
+        argv.append("--otp-isolation")
+    proc = subprocess.run(
+        argv,
+        cwd=tmp_path,
+        env=dict(os.environ, PYTHONPATH=REPO, PYTHONDONTWRITEBYTECODE="1"),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    out = proc.stdout
+    assert "PASSED test_user.py::test_clean" in out, out
+    assert "PASSED test_user.py::test_kill_and_wait_restart" in out, out
+    if enabled_by == "off":
+        # Inert unless enabled: the leak goes unnoticed (the node's own stop
+        # at exit still ends the process).
+        assert proc.returncode == 0, out
+        assert "PASSED test_user.py::test_leaky" in out, out
+    else:
+        assert proc.returncode == 1, out
+        assert "ERROR test_user.py::test_leaky" in out, out
+        assert "the test left OS processes behind" in out, out
+        assert "otp: idle" in out, out
