@@ -35,6 +35,7 @@ from otp._exceptions import (
 )
 from otp._log import is_clean_exit, logger
 from otp._terms import DOWN, Crash, Pid, Ref
+from otp._trace import TracedTag
 
 __all__ = [
     "SYSTEM",
@@ -187,8 +188,12 @@ def call(dest: Any, request: Any, timeout: float | None = 5.0) -> Any:
 
 def cast(dest: Any, msg: Any) -> None:
     """Fire and forget; always returns None, even for a dead or unknown target."""
+    p = _runtime._proc
+    tr = None if p is None else p.trace
     try:
-        otp.send(dest, (CAST, msg))
+        # A traced cast's tag carries the trace id (otp/_trace.py) and still
+        # equals CAST, so every loop takes it for a cast.
+        otp.send(dest, (CAST if tr is None else TracedTag(CAST, tr), msg))
     except NoProc:
         pass
 

@@ -391,12 +391,18 @@ class _Server:
                 tag = msg[0]
                 if tag == "$gen_call":
                     f = msg[1]
-                    timeout, cont = self.on_call((Pid(f[0]), f[1]), msg[2])
+                    if len(f) == 2:
+                        timeout, cont = self.on_call((Pid(f[0]), f[1]), msg[2])
+                    else:  # a traced call: f[2] is the trace id (otp/_trace.py)
+                        timeout, cont = self.traced(f[2], self.on_call, (Pid(f[0]), f[1]), msg[2])
                     continue
                 if tag == "$system":
                     sys_.handle(msg[1], msg[2], self)
                     continue
             elif t is tuple and len(msg) == 2 and msg[0] == "$gen_cast":
+                if type(msg[0]) is not str:  # a traced cast: its tag holds the id
+                    timeout, cont = self.traced(msg[0].trace_id, self.on_cast, msg)
+                    continue
                 r = self.dispatch(mod.handle_cast, msg[1])
                 timeout, cont = self.noreply(r, msg)
                 continue
@@ -406,6 +412,25 @@ class _Server:
                 self.terminate(msg.reason, msg)
             r = self.dispatch(mod.handle_info, msg)
             timeout, cont = self.noreply(r, msg)
+
+    def traced(self, trace_id: str, handle: Any, *args: Any) -> tuple[float | None, Any]:
+        """Handle a traced request with the process's trace id set to its id.
+
+        So the callback's log records carry it, and so do the calls and casts
+        it makes (otp/_trace.py). Restored after, also when the callback ends
+        the server: the crash report is logged before, under the id.
+        """
+        p = _runtime._proc
+        assert p is not None
+        old = p.trace
+        p.trace = trace_id
+        try:
+            return handle(*args)  # type: ignore[no-any-return]
+        finally:
+            p.trace = old
+
+    def on_cast(self, msg: Any) -> tuple[float | None, Any]:
+        return self.noreply(self.dispatch(self.mod.handle_cast, msg[1]), msg)
 
     def dispatch(self, fn: Any, arg: Any) -> Any:
         try:

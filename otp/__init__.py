@@ -63,6 +63,7 @@ from ._exceptions import (
 )
 from ._runtime import demonitor, exit, link, make_ref, monitor, receive, send, trap_exit, unlink
 from ._terms import DOWN, EXIT, Crash, Pid, Ref, TimerRef
+from ._trace import trace_id, tracing
 from ._upgrade import upgrade
 
 # After _terms and _runtime, which the codec imports (otp.dist: distribution).
@@ -112,6 +113,8 @@ __all__ = [
     "spawn",
     "spawn_link",
     "spawn_monitor",
+    "trace_id",
+    "tracing",
     "trap_exit",
     "unlink",
     "unregister",
