@@ -340,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.bench_supervisor")
     ap.add_argument("--kills", type=int, default=30)
     ap.add_argument("--children", type=int, default=10_000)
-    ap.add_argument("--min-free-gib", type=float, default=3.0)
+    ap.add_argument("--min-free-gib", type=float, default=4.0)
     ap.add_argument("--only", choices=("restart", "many"))
     ap.add_argument("--worker", choices=("restart", "many"), help=argparse.SUPPRESS)
     ap.add_argument("--out", default=str(RESULTS))
