@@ -16,7 +16,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import _runtime
+# _trace is imported for its side effect too: it installs the loguru patcher
+# that puts the trace id in every record, before any process is forked.
+from . import _runtime, _trace  # noqa: F401
 from ._exceptions import BadArg, CallExit, CallTimeout, NoProc, ReceiveTimeout
 from ._terms import DOWN, Pid, Ref
 
@@ -80,7 +82,13 @@ def _call(dest: Any, label: str, request: Any, timeout: float | None) -> Any:
     refs.add(ref)
     mark = len(p.mailbox)
     try:
-        _send(p, pid, (label, (tuple(p.pid), ref), request))
+        tr = p.trace
+        if tr is None:
+            _send(p, pid, (label, (tuple(p.pid), ref), request))
+        else:
+            # A traced call (otp/_trace.py): the id rides in from_, whose
+            # first two items are all any loop reads to reply.
+            _send(p, pid, (label, (tuple(p.pid), ref, tr), request))
         try:
             m = _await_reply(p, ref, timeout, mark)
         except ReceiveTimeout:
