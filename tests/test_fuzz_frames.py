@@ -370,7 +370,7 @@ def actual(case: Case, rundir: str) -> Outcome:
 # ------------------------------------------------------------------- tests
 
 
-@settings(FUZZ, max_examples=300)
+@settings(FUZZ, max_examples=500)
 @given(case=cases())
 # Found by this test: an INFO_REQ (process_info) whose payload does not
 # unpickle raised out of the decoder into the receiving process's code.
