@@ -300,7 +300,8 @@ def test_upgrade_changes_a_servers_state_shape_while_a_client_casts_and_calls(
 
     v.write(COUNTER_V2)
     report = otp.upgrade(mod, extra="hello")
-    assert report == {"upgraded": [pid], "failed": {}, "unanswered": []}
+    assert report["upgraded"] == [pid]
+    assert report["failed"] == {}
 
     before = gen_server.call(pid, "get")[1]
     wait_until(lambda: _count(pid)[1] >= before + 30, 20, "casts after the upgrade")
