@@ -63,7 +63,6 @@ from ._exceptions import (
 )
 from ._runtime import demonitor, exit, link, make_ref, monitor, receive, send, trap_exit, unlink
 from ._terms import DOWN, EXIT, Crash, Pid, Ref, TimerRef
-from ._upgrade import upgrade
 from ._trace import trace_id, tracing
 from ._upgrade import upgrade
 
