@@ -83,6 +83,12 @@ regardless (each process is upgraded, or not, on its own).
 - The calling process: it is never upgraded as a callback process (it would
   have to answer itself); its own copy of the module is reloaded so the
   processes it starts from now on run the new code.
+- A reload runs the module's top-level code again, in every process that
+  reloads it: keep it free of side effects (starting processes, opening
+  files), as for any module that may be reloaded.
+- A plain process (`otp.spawn(fn)`) is not a behaviour: it answers no system
+  messages and is never upgraded; behaviours started after the upgrade, even
+  from an old copy of the class, run the new code.
 
 ## Reload and bytecode caches
 

@@ -166,6 +166,13 @@ class Lines(EventHandler):
         return {"events": state, "count": len(state)}
 """
 
+LOGGER_V2_PICKY = LOGGER_V2.replace(
+    '        return {"events": state, "count": len(state)}',
+    '        if "bad" in state:\n            raise ValueError("bad")\n'
+    '        return {"events": state, "count": len(state)}',
+)
+
+
 SUP_TAIL_V1 = """
 
 from behaviours import Supervisor, SupFlags
@@ -479,6 +486,31 @@ def test_gen_event_upgrade_converts_each_handler_of_the_module_and_no_other(
     assert gen_event.call(mgr, other_mod.Lines, "?") == ("v1", ["e1"])
     gen_event.sync_notify(mgr, "e2")
     assert gen_event.call(mgr, (mod.Lines, "a"), "?")[1]["count"] == 2
+    gen_event.stop(mgr)
+
+
+def _mark_b_bad(entry: Any) -> Any:
+    key, state = entry
+    return (key, [*state, "bad"]) if type(key) is tuple and key[1] == "b" else entry
+
+
+def test_gen_event_upgrade_is_all_or_nothing_across_the_managers_handlers(
+    versions: Callable[[], Versions],
+) -> None:
+    v = versions()
+    mod = v.load(LOGGER_V1)
+    mgr = gen_event.start_link()
+    gen_event.add_handler(mgr, (mod.Lines, "a"), None)
+    gen_event.add_handler(mgr, (mod.Lines, "b"), None)
+    gen_event.sync_notify(mgr, "e1")
+    otp.debug.replace_state(mgr, _mark_b_bad)
+
+    v.write(LOGGER_V2_PICKY)
+    report = otp.upgrade(mod)
+    assert report["upgraded"] == [] and list(report["failed"]) == [mgr]
+    # "a" converted fine, but "b" refused: both stay on v1, states untouched.
+    assert gen_event.call(mgr, (mod.Lines, "a"), "?") == ("v1", ["e1"])
+    assert gen_event.call(mgr, (mod.Lines, "b"), "?") == ("v1", ["e1", "bad"])
     gen_event.stop(mgr)
 
 
