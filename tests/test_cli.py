@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -259,6 +261,62 @@ def test_otp_shell_is_a_process_of_the_running_node(service: Any, tmp_path: Path
     assert me.group(1) not in {p["pid"] for p in node["processes"]}
     svc.proc.send_signal(signal.SIGTERM)
     assert svc.proc.wait(30) == 0, svc.stderr()
+
+
+def test_an_idle_shell_at_a_terminal_prompt_still_answers_its_node(service: Any) -> None:
+    # At a terminal the REPL waits in readline, which calls the input hook
+    # the shell installs: its runtime keeps answering (here: otp ps) while
+    # nobody types.
+    name = f"idle-shell-{os.getpid()}"
+    svc = service("test_cli:Idle", "--name", "idle", "--node", name)
+    wait_until(lambda: svc.proc.poll() is None and _node(name), 30, "the service")
+    master, slave = pty.openpty()
+    sh = subprocess.Popen(
+        [sys.executable, "-m", "otp", "shell", name],
+        cwd=REPO,
+        env=_env(),
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+    )
+    os.close(slave)
+    seen = bytearray()
+
+    def saw(text: str) -> bool:
+        ready, _, _ = select.select([master], [], [], 0.05)
+        if ready:
+            try:
+                seen.extend(os.read(master, 65536))
+            except OSError:  # the shell exited: its side of the pty is closed
+                pass
+        return text.encode() in seen
+
+    try:
+        wait_until(lambda: saw(">>> "), 30, "the shell's prompt")
+
+        def shell_row() -> dict[str, Any] | None:
+            node = _node(name)
+            return _by_name(node).get("otp shell") if node else None
+
+        row = wait_until(shell_row, 30, "the shell in otp ps")
+        assert row["status"] == "waiting"
+        os.write(master, b'print("answer:", otp.process_info(otp.whereis("idle"))["behaviour"])\n')
+        wait_until(lambda: saw("answer: GenServer"), 30, "the answer")
+        # Ctrl-D once readline waits again (typed earlier, the terminal's
+        # line discipline, not readline, would take it).
+        wait_until(
+            lambda: saw("GenServer") and b">>> " in seen.split(b"answer:")[-1],
+            30,
+            "the next prompt",
+        )
+        os.write(master, b"\x04")
+        assert sh.wait(30) == 0
+    finally:
+        if sh.poll() is None:
+            sh.kill()
+            sh.wait(10)
+        os.close(master)
+    assert "attached to node" in seen.decode(errors="replace")
 
 
 def test_otp_run_exit_code_says_the_service_died(service: Any, tmp_path: Path) -> None:
