@@ -4,9 +4,11 @@ A trace id is a short string that travels with every `gen_server.call` and
 `gen_server.cast` (and every `gen_statem.call`, `otp.debug` request, any call
 made through the gen layer) sent while a trace is active, and onward with
 the calls and casts that the handler makes. Every loguru record logged
-meanwhile, in any process, carries it as `record["extra"]["trace_id"]`; the
-node's central log (otp._logging) brings those records to the main program,
-so one grep (or one JSON filter) shows a request's whole path.
+while the request is handled (in the caller's block, and in the GenServer
+callbacks that handle it, in their own processes) carries it as
+`record["extra"]["trace_id"]`; the node's central log (otp._logging) brings
+those records to the main program, so one grep (or one JSON filter) shows a
+request's whole path.
 
 ## Example
 
@@ -41,8 +43,10 @@ is always there, so a format string may use `{extra[trace_id]}`).
 - Not carried: plain `otp.send` messages, replies, exit signals, and the
   processes a handler spawns (each new process starts with no trace).
 - GenServer sets the id while its callbacks run (handle_call, handle_cast,
-  and the terminate and crash report they may lead to). The other behaviours
-  pass the id on in the calls they make only if they set it themselves.
+  and the terminate and crash report they may lead to). GenStatem and
+  GenEvent answer traced requests as usual but do not set the id yet, so
+  their callbacks' records and onward calls carry none (unless the callback
+  opens a `tracing` block itself).
 
 The id is per process, not per thread: in a main program with threads, a
 `tracing` block in one thread applies to calls made from any thread meanwhile

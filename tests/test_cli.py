@@ -259,8 +259,10 @@ def test_otp_shell_is_a_process_of_the_running_node(service: Any, tmp_path: Path
     for role in ("kv_sup", "kv_storage", "kv_cache", "frontend"):
         assert after[role]["os_pid"] == before[role]["os_pid"]
     assert me.group(1) not in {p["pid"] for p in node["processes"]}
-    svc.proc.send_signal(signal.SIGTERM)
+    # Ctrl-C stops a service as SIGTERM does: in order, exit code 0.
+    svc.proc.send_signal(signal.SIGINT)
     assert svc.proc.wait(30) == 0, svc.stderr()
+    assert not os.path.exists(node["rundir"])
 
 
 def test_an_idle_shell_at_a_terminal_prompt_still_answers_its_node(service: Any) -> None:
