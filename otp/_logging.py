@@ -45,7 +45,8 @@ def _local_tz() -> datetime.tzinfo | None:
     return datetime.datetime.now().astimezone().tzinfo
 
 
-MAX_RECORD = 60_000  # bytes of message text; a unix datagram must fit the socket buffer
+MAX_RECORD = 60_000  # characters of message text kept
+MAX_DATAGRAM = 150_000  # bytes: a unix datagram must fit the socket's send buffer (~208 KiB)
 
 _fwd_sock: socket.socket | None = None
 _fwd_path = ""
@@ -69,22 +70,29 @@ def _forward(message: Any) -> None:
         k: (v if isinstance(v, (str, int, float, bool)) or v is None else repr(v))
         for k, v in r["extra"].items()
     }
-    data = json.dumps(
-        {
-            "t": r["time"].timestamp(),
-            "lv": r["level"].name,
-            "m": text,
-            "n": r["name"],
-            "f": r["function"],
-            "l": r["line"],
-            "mod": r["module"],
-            "fn": r["file"].name,
-            "fp": r["file"].path,
-            "pid": r["process"].id,
-            "pn": r["process"].name,
-            "x": extra,
-        }
-    ).encode()
+    record = {
+        "t": r["time"].timestamp(),
+        "lv": r["level"].name,
+        "m": text,
+        "n": r["name"],
+        "f": r["function"],
+        "l": r["line"],
+        "mod": r["module"],
+        "fn": r["file"].name,
+        "fp": r["file"].path,
+        "pid": r["process"].id,
+        "pn": r["process"].name,
+        "x": extra,
+    }
+    data = json.dumps(record, ensure_ascii=False).encode()
+    if len(data) > MAX_DATAGRAM:
+        # A datagram over the socket's send buffer is refused whole, and a
+        # dropped record is the one thing this module must never do: cut the
+        # message by bytes, not characters, and say so.
+        over = len(data) - MAX_DATAGRAM + 64
+        raw = text.encode()
+        record["m"] = raw[: max(len(raw) - over, 0)].decode(errors="ignore") + "... [truncated]"
+        data = json.dumps(record, ensure_ascii=False).encode()
     sock = _fwd_sock
     if sock is None:
         return

@@ -964,11 +964,11 @@ class Process:
                     pass
             except BlockingIOError:
                 pass
-        if not self.reap_pending:
-            # SIGCHLD without a known death: a child died without our seeing
-            # its connection close yet (or a child we never connected to).
-            self.reap_pending.update(self.children)
-        for ospid in list(self.reap_pending):
+        # SIGCHLD without a known death: a child died without our seeing its
+        # connection close yet. Look at every child once (without marking the
+        # live ones as pending: _reap_before_exit waits for pending ones).
+        candidates = self.reap_pending or set(self.children)
+        for ospid in list(candidates):
             try:
                 done, _status = os.waitpid(ospid, os.WNOHANG)
             except ChildProcessError:
@@ -980,6 +980,20 @@ class Process:
                     cleanup_dead(self.rundir, child)
 
     # ----------------------------------------------------------------- ending
+
+    def _reap_before_exit(self, budget: float = 0.5) -> None:
+        """Reap the children whose end we have seen (their sockets closed),
+        so that a supervisor that kills a child and then exits leaves no
+        zombie for the root to collect later. Their sockets closed in do_exit,
+        so they become reapable within moments; the budget bounds the wait
+        for one that closed its socket yet lives on."""
+        deadline = _monotonic() + budget
+        delay = 0.0005
+        while self.reap_pending and _monotonic() < deadline:
+            self.reap()
+            if self.reap_pending:
+                time.sleep(delay)
+                delay = min(delay * 2, 0.02)
 
     def terminate(self, reason: Any) -> None:
         """End this process with `reason`: tell every peer, then leave.
@@ -1025,6 +1039,7 @@ class Process:
                     continue
                 if n < len(frame):
                     self._write_slow(c, memoryview(frame)[n:], deadline)
+            self._reap_before_exit()
         finally:
             _hard_exit(0 if reason == "normal" else 1)
 
