@@ -636,7 +636,13 @@ class _Manager:
                     tag = msg[0]
                     if tag == "$gen_call":
                         f = msg[1]
-                        self.on_call((Pid(f[0]), f[1]), msg[2])
+                        # A traced call (otp/_trace.py): the handlers run
+                        # under its id, so their records and calls carry it.
+                        self.p_trace(f[2] if len(f) > 2 else None)
+                        try:
+                            self.on_call((Pid(f[0]), f[1]), msg[2])
+                        finally:
+                            self.p_trace(None)
                         continue
                     if tag == "$system":
                         sys_.handle(msg[1], msg[2], self)
@@ -647,6 +653,12 @@ class _Manager:
                 self.handle_exit(msg.pid, msg.reason)
                 continue
             self.notify(msg, "handle_info")
+
+    @staticmethod
+    def p_trace(trace_id: Any) -> None:
+        p = _runtime._proc
+        if p is not None:
+            p.trace = trace_id
 
     def on_call(self, from_: tuple[Pid, Ref], request: Any) -> None:
         op = request[0] if type(request) is tuple and request else None

@@ -757,6 +757,10 @@ class _Machine:
                     tag = msg[0]
                     if tag == "$gen_call":
                         f = msg[1]
+                        # A traced call (otp/_trace.py) carries its id as a
+                        # third item of from_: the machine handles this event,
+                        # and what it inserts or sets off, under that id.
+                        p.trace = f[2] if len(f) > 2 else None
                         return (Call((Pid(f[0]), f[1])), msg[2])
                     if tag == "$system":
                         sys_.handle(msg[1], msg[2], self)
@@ -764,6 +768,8 @@ class _Machine:
                 elif n == 2:
                     tag = msg[0]
                     if tag == "$gen_cast":
+                        # A traced cast's tag is a str holding the id.
+                        p.trace = getattr(tag, "trace_id", None)
                         return ("cast", msg[1])
                     if tag == _TIMEOUT_TAG and type(msg[1]) is int:
                         key = self.timer_ids.pop(msg[1], None)
@@ -775,6 +781,7 @@ class _Machine:
                 # runs, as OTP does for a machine that traps exits.
                 self.event = ("info", msg)
                 self.terminate(msg.reason)
+            p.trace = None
             return ("info", msg)
 
     def suspended_match(self, m: Any) -> bool:

@@ -43,10 +43,10 @@ is always there, so a format string may use `{extra[trace_id]}`).
 - Not carried: plain `otp.send` messages, replies, exit signals, and the
   processes a handler spawns (each new process starts with no trace).
 - GenServer sets the id while its callbacks run (handle_call, handle_cast,
-  and the terminate and crash report they may lead to). GenStatem and
-  GenEvent answer traced requests as usual but do not set the id yet, so
-  their callbacks' records and onward calls carry none (unless the callback
-  opens a `tracing` block itself).
+  and the terminate and crash report they may lead to). GenStatem runs the
+  event of a traced call or cast under its id (and what that event inserts
+  or sets off, until the next external event); GenEvent runs a traced call
+  (`call`, `sync_notify`) under its id, in every handler it reaches.
 
 The id is per process, not per thread: in a main program with threads, a
 `tracing` block in one thread applies to calls made from any thread meanwhile

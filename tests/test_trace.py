@@ -16,7 +16,16 @@ import pytest
 from loguru import logger
 
 import otp
-from behaviours import GenServer, GenStatem, NoReply, Reply, gen_server, gen_statem
+from behaviours import (
+    EventHandler,
+    GenServer,
+    GenStatem,
+    NoReply,
+    Reply,
+    gen_event,
+    gen_server,
+    gen_statem,
+)
 from behaviours.gen_statem import Call, KeepState, ReplyTo
 from otp._trace import TracedTag, new_trace_id, trace_id, tracing
 
@@ -172,3 +181,58 @@ def test_a_traced_tag_compares_as_the_plain_tag_and_survives_pickling() -> None:
     assert tag == "$gen_cast" and hash(tag) == hash("$gen_cast")
     back = pickle.loads(pickle.dumps(("$x", tag), 5))[1]
     assert type(back) is TracedTag and back.trace_id == "abc" and back == "$gen_cast"
+
+
+class TracedMachine(GenStatem):
+    """Logs each event it handles, and calls the backend on a call."""
+
+    callback_mode = "handle_event_function"
+
+    def init(self) -> Any:
+        return "on", None
+
+    def handle_event(self, event_type: Any, content: Any, state: Any, data: Any) -> Any:
+        logger.info(f"machine {event_type if isinstance(event_type, str) else 'call'} {content}")
+        if isinstance(event_type, Call):
+            return KeepState(data, [ReplyTo(event_type.from_, trace_id())])
+        return KeepState(data)
+
+
+class LogHandler(EventHandler):
+    def init(self, args: Any) -> Any:
+        return None
+
+    def handle_event(self, event: Any, state: Any) -> Any:
+        logger.info(f"handler event {event}")
+        return state
+
+    def handle_call(self, request: Any, state: Any) -> Any:
+        logger.info(f"handler call {request}")
+        return gen_event.Reply(trace_id(), state)
+
+
+def test_gen_statem_and_gen_event_callbacks_run_under_the_trace_id(
+    records: list[dict[str, Any]],
+) -> None:
+    machine = TracedMachine.start()
+    mgr = gen_event.start()
+    gen_event.add_handler(mgr, LogHandler, None)
+    with tracing() as tid:
+        assert gen_statem.call(machine, "hello") == tid
+        gen_statem.cast(machine, "bye")
+        assert gen_event.call(mgr, LogHandler, "ask") == tid
+        gen_event.sync_notify(mgr, "ping")
+    assert gen_statem.call(machine, "untraced") is None
+    assert otp.node.flush_logs()
+    for prefix in (
+        "machine call hello",
+        "machine cast bye",
+        "handler call ask",
+        "handler event ping",
+    ):
+        (rec,) = _by_message(records, prefix)
+        assert rec["extra"]["trace_id"] == tid, prefix
+    (rec,) = _by_message(records, "machine call untraced")
+    assert rec["extra"]["trace_id"] is None
+    gen_statem.stop(machine)
+    gen_event.stop(mgr)
