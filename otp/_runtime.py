@@ -45,6 +45,7 @@ import errno
 import functools
 import heapq
 import itertools
+import mmap
 import os
 import pickle
 import select
@@ -169,7 +170,10 @@ class Process:
         self.sig_w = -1
         self.zygote: socket.socket | None = None
         self.zlock = threading.Lock()
-        self.rbuf = bytearray(READ_SIZE)
+        # An anonymous mapping, not a bytearray: bytearray(n) zero-fills, so
+        # every process would touch (and own) all 256 KiB at birth; a mapping
+        # is zero pages until a read writes into it, usually the first one.
+        self.rbuf = mmap.mmap(-1, READ_SIZE)
         self.rbufs = [self.rbuf]
         self.rview = memoryview(self.rbuf)
         self.spare: tuple[socket.socket, str] | None = None
