@@ -148,3 +148,49 @@ def start_link(cfg: Config) -> Samples:
         return interleave(cfg, _start_link_ms, fork_first_answer_ms)
     finally:
         otp.node.stop()
+
+
+def _client(server: otp.Pid, payload: Any, parent: otp.Pid) -> None:
+    """A caller that is itself an otp process: `(n)` -> n calls, then µs each."""
+    call = gen_server.call
+    while True:
+        n = otp.receive()
+        if n == "stop":
+            return
+        t0 = time.perf_counter()
+        for _ in range(n):
+            call(server, payload)
+        otp.send(parent, (time.perf_counter() - t0) / n * 1e6)
+
+
+@figure(
+    "call_proc",
+    title="gen_server.call round trip, small, caller is a process",
+    unit="us",
+    group="gen_server",
+    limit="socketpair+pickle5 RTT, small",
+    target=Target("ratio", "<=", 1.3),
+)
+def call_proc(cfg: Config) -> Samples:
+    """As `call`, but the caller is an otp process (the usual caller in an OTP
+    system), not the main program: the main program's Process takes a lock
+    per operation so that its threads may share it, which an otp process,
+    single-threaded by construction, does not pay."""
+    base = FramedBaseline()
+    try:
+        server = Echo.start_link()
+        client = otp.spawn(_client, server, SMALL, otp.self_pid())
+
+        def measure(n: int) -> float:
+            otp.send(client, n)
+            return float(otp.receive(timeout=120))
+
+        try:
+            return interleave(cfg, measure, lambda n: base.rtt_us(SMALL, n))
+        finally:
+            otp.send(client, "stop")
+            otp.unlink(server)
+            gen_server.stop(server)
+    finally:
+        base.close()
+        otp.node.stop()
