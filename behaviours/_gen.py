@@ -147,7 +147,9 @@ def init_ack(starter: Pid, ref: Ref, status: str, value: Any = None) -> None:
     _runtime.send(starter, (ACK, ref, (status, value)))
 
 
-def init_fail(starter: Pid, ref: Ref, name: str | None, reason: Any, status: str = "error") -> NoReturn:
+def init_fail(
+    starter: Pid, ref: Ref, name: str | None, reason: Any, status: str = "error"
+) -> NoReturn:
     """Init failed: free the name, unlink the starter, tell it, then exit.
 
     The order is OTP's: the name is unregistered *before* the starter hears
@@ -272,14 +274,10 @@ class System:
         self.calls = 0
 
     def trace_in(self, msg: Any) -> None:
-        logger.bind(otp_pid=str(otp.self_pid())).info(
-            f"{self.label()} got {msg!r}"
-        )
+        logger.bind(otp_pid=str(otp.self_pid())).info(f"{self.label()} got {msg!r}")
 
     def trace_out(self, what: str, dest: Any, msg: Any) -> None:
-        logger.bind(otp_pid=str(otp.self_pid())).info(
-            f"{self.label()} {what} {msg!r} to {dest}"
-        )
+        logger.bind(otp_pid=str(otp.self_pid())).info(f"{self.label()} {what} {msg!r} to {dest}")
 
     def label(self) -> str:
         return f"{self.name or ''} {self.behaviour} {otp.self_pid()}".strip()
@@ -370,7 +368,7 @@ def report_terminate(
     log_crash(p.pid, name, reason, info)
 
 
-def child_spec(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any], **opts: Any) -> Any:
+def child_spec(cls: type[Any], args: tuple[Any, ...], kwargs: dict[str, Any], **opts: Any) -> Any:
     """`cls.child_spec(...)`: a ChildSpec that starts `cls.start_link(*args)`."""
     from .supervisor import ChildSpec
 

@@ -909,7 +909,7 @@ def _same_key(a: Any, b: Any) -> bool:
 def _key_repr(key: Any) -> str:
     if type(key) is tuple and len(key) == 2:
         return f"({getattr(key[0], '__qualname__', repr(key[0]))}, {key[1]!r})"
-    return getattr(key, "__qualname__", repr(key))  # type: ignore[no-any-return]
+    return str(getattr(key, "__qualname__", None) or repr(key))
 
 
 def _init_it(starter: Pid, ref: Ref, name: str | None) -> NoReturn:

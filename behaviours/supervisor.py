@@ -492,6 +492,9 @@ class _Child:
     ) -> None:
         self.id = cid
         self.start = start
+        self.fn: Callable[..., Any]
+        self.args: tuple[Any, ...]
+        self.kwargs: dict[str, Any]
         if callable(start):
             self.fn, self.args, self.kwargs = start, (), {}
         else:
@@ -642,7 +645,7 @@ def _check_childspec(spec: Any, auto_shutdown: str | None) -> _Child:
         shutdown = "infinity" if ctype == "supervisor" else 5.0
     if not (
         shutdown in ("brutal_kill", "infinity")
-        or (type(shutdown) in (int, float) and shutdown >= 0)
+        or ((type(shutdown) is int or type(shutdown) is float) and shutdown >= 0)
     ):
         raise _SpecError(("invalid_shutdown", shutdown))
     modules = d.get("modules")
@@ -860,11 +863,13 @@ class _SupervisorServer(GenServer):
             elif op == "start_child":
                 value = self._api_start_child(request[1], st)
             elif op == "terminate_child":
-                value = self._api_terminate_child(request[1], st)
+                self._api_terminate_child(request[1], st)
+                value = None
             elif op == "restart_child":
                 value = self._api_restart_child(request[1], st)
             elif op == "delete_child":
-                value = self._api_delete_child(request[1], st)
+                self._api_delete_child(request[1], st)
+                value = None
             elif op == "get_childspec":
                 value = self._api_get_childspec(request[1], st)
             else:
@@ -930,7 +935,9 @@ class _SupervisorServer(GenServer):
             self._do_terminate(c, c.pid, st)
         self._del_child(c, st)
 
-    def _api_restart_child(self, cid: Any, st: _State) -> Pid | None:
+    def _stopped_child(self, cid: Any, st: _State) -> _Child:
+        """The child `cid` if its process is not running, else OTP's error
+        term (restart_child and delete_child refuse the same cases)."""
         if st.simple:
             raise _SpecError("simple_one_for_one")
         c = self._find(cid, st)
@@ -940,6 +947,10 @@ class _SupervisorServer(GenServer):
             raise _SpecError("restarting")
         if c.pid is not None:
             raise _SpecError("running")
+        return c
+
+    def _api_restart_child(self, cid: Any, st: _State) -> Pid | None:
+        c = self._stopped_child(cid, st)
         ok, res = _run_start(c.fn, c.args, c.kwargs)
         if not ok:
             raise _SpecError(res)
@@ -947,16 +958,7 @@ class _SupervisorServer(GenServer):
         return res  # type: ignore[no-any-return]
 
     def _api_delete_child(self, cid: Any, st: _State) -> None:
-        if st.simple:
-            raise _SpecError("simple_one_for_one")
-        c = self._find(cid, st)
-        if c is None:
-            raise _SpecError("not_found")
-        if type(c.pid) is _Restarting:
-            raise _SpecError("restarting")
-        if c.pid is not None:
-            raise _SpecError("running")
-        self._remove(c, st)
+        self._remove(self._stopped_child(cid, st), st)
 
     def _api_get_childspec(self, arg: Any, st: _State) -> ChildSpec:
         if st.simple:
@@ -1129,7 +1131,7 @@ class _SupervisorServer(GenServer):
             c.pid = res
             c.restarts += 1
             return None
-        c.pid = old if type(old) is _Restarting else _Restarting(old)
+        c.pid = old if isinstance(old, _Restarting) else _Restarting(old)
         self._report("start_error", res, c, None, st)
         return c.id
 
@@ -1422,6 +1424,7 @@ class _SupervisorServer(GenServer):
         st = status.get("state")
         if not isinstance(st, _State) or "reason" in status:
             return status
+        children: list[dict[str, Any]]
         if st.simple:
             t = st.template()
             children = [

@@ -75,14 +75,11 @@ __all__ = ["collect", "find_node", "list_nodes", "main", "render"]
 
 
 def _base_dir() -> str:
-    import tempfile
+    # One definition of where node directories live: the node's own, so that
+    # `otp ps` always looks where nodes are created.
+    from ._node import base_dir_path
 
-    xdg = os.environ.get("XDG_RUNTIME_DIR")
-    return (
-        os.path.join(xdg, "otp")
-        if xdg
-        else os.path.join(tempfile.gettempdir(), f"otp-{os.getuid()}")
-    )
+    return base_dir_path()
 
 
 def _ask_info(path: str, timeout: float = 0.5) -> dict[str, Any] | None:
@@ -308,9 +305,9 @@ def _derive(procs: list[dict[str, Any]]) -> None:
             if child.get("ppid") == r["os_pid"] and child is not r:
                 child["restarts"] = 0
         for pid, n in counts.items():
-            child = by_pid.get(_pid_text(pid))
-            if child is not None:
-                child["restarts"] = n
+            row = by_pid.get(_pid_text(pid))
+            if row is not None:
+                row["restarts"] = n
 
 
 def _fmt_mem(n: Any) -> str:
@@ -469,10 +466,12 @@ def cmd_top(args: argparse.Namespace) -> int:
     try:
         from rich.console import Console
         from rich.live import Live
+
+        have_rich = True
     except ImportError:
-        Console = None
+        have_rich = False
     try:
-        if Console is None or args.plain:
+        if not have_rich or args.plain:
             i = 0
             while True:
                 nodes = collect(node=args.node)
@@ -545,7 +544,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     sys.path.insert(0, os.getcwd())
     try:
-        target = importlib.import_module(modname)
+        # A module first, then whatever attribute path names the callable.
+        target: Any = importlib.import_module(modname)
         for part in attr.split("."):
             target = getattr(target, part)
     except (ImportError, AttributeError) as e:

@@ -201,7 +201,7 @@ def _serve_prometheus_client(port: int, rundir: str) -> MetricsServer:
                 yield fam
 
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(NodeCollector())  # type: ignore[arg-type]
+    registry.register(NodeCollector())
     server, thread = start_http_server(port, addr="127.0.0.1", registry=registry)
     return MetricsServer(server, thread, "prometheus_client")
 

@@ -370,7 +370,7 @@ def _spawn_via_root(
                 raise OTPError("the node's root process is gone") from e
         status, value = pickle.loads(body)
         if status == "ok":
-            child = value
+            child: Pid = value
             c = Conn(fds[0], child, welcomed=True)
             os.set_blocking(fds[0], False)
             p.add_conn(c)

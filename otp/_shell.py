@@ -99,8 +99,8 @@ def _guard_node_stop() -> None:
     # production, unordered. Only this process's module objects change.
     from . import _node, node
 
-    node.stop = _refuse_stop  # type: ignore[assignment]
-    _node.stop = _refuse_stop  # type: ignore[assignment]
+    node.stop = _refuse_stop
+    _node.stop = _refuse_stop
 
 
 def detach(p: Process) -> None:
