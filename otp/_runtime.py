@@ -404,6 +404,10 @@ class Process:
                 return
             c = self.connect(dest)
             if c is None:
+                if dest[0] != NODE_NAME:
+                    # A Pid of another node (cold path): the dist process
+                    # carries it (otp/dist/_route.py).
+                    _dist_route().send(self, dest, msg)
                 return  # a dead Pid: dropped, as in Erlang
         n = len(payload)
         if n >= 65536:
@@ -694,12 +698,20 @@ class Process:
             return
         # Status is "waiting" until the events are handled: a process_info
         # request read here is answered by a process that was waiting.
+        # (The event loop is inlined: this is every process's hot path.)
         self.status = "waiting"
         try:
-            self._handle_events(self.ep.poll(-1.0 if timeout is None else timeout))
+            fds = self.fds
+            for fd, ev in self.ep.poll(-1.0 if timeout is None else timeout):
+                c = fds.get(fd)
+                if c is not None:
+                    self.on_readable(c)
+                else:
+                    self.on_event(fd, ev)
         finally:
             self.status = "running"
-        self._after_events()
+        if self.deferred or self.timers:
+            self._after_events()
 
     def _handle_events(self, events: list[tuple[int, int]]) -> None:
         fds = self.fds
@@ -774,6 +786,12 @@ class Process:
         if mb and self.pending_exit is None:
             self.since_poll += 1
             if self.since_poll < POLL_EVERY:
+                return mb.popleft()
+        elif not mb and timeout is None and self.lock is None:
+            # An idle server: wait once, then take what came (the common
+            # case), else fall back to the general loop.
+            self.wait(None)
+            if mb and self.pending_exit is None:
                 return mb.popleft()
         return self.receive(None, timeout)
 
@@ -1318,17 +1336,31 @@ def resolve(dest: Any) -> Pid:
         if pid is None:
             raise NoProc(dest, f"no process registered as {dest!r}")
         return pid
+    if type(dest) is tuple and len(dest) == 2 and dest[1] == NODE_NAME:
+        return resolve(dest[0])  # Erlang's {Name, node()}: a local name
     raise BadArg(f"not a Pid or a registered name: {dest!r}")
 
 
 def send(dest: Any, msg: Any) -> None:
     p = _proc or current()
     if type(dest) is not Pid:
+        if type(dest) is tuple and _dist_route().is_remote(dest):
+            # {Name, Node} on another node: the dist process carries it.
+            _dist_route().send(p, dest, msg)
+            return
         pid = resolve(dest)
         if pid != p.pid and pid not in p.conns and p.connect(pid) is None:
             raise NoProc(dest, f"no process registered as {dest!r}")
         dest = pid
     p.send(dest, msg)
+
+
+def _dist_route() -> Any:
+    """otp.dist._route, imported late (it imports this module): the hooks
+    above call it only for destinations on other nodes."""
+    from .dist import _route
+
+    return _route
 
 
 def make_ref() -> Ref:
@@ -1369,10 +1401,17 @@ def monitor(target: Any) -> Ref:
         obj: Any = target
     else:
         obj = (target, NODE_NAME)
+        if type(target) is tuple and len(target) == 2 and target[1] == NODE_NAME:
+            obj, target = target, target[0]  # {Name, node()}: a local name
         pid = lookup(p.rundir, target) if isinstance(target, str) else None
     if pid is None or pid == p.pid or p.connect(pid) is None:
         if pid == p.pid:
             raise BadArg("a process cannot monitor itself here")
+        if _dist_route().is_remote(target):
+            # Another node's Pid or {Name, Node} (cold path): the dist
+            # process monitors it and sends us the DOWN (otp/dist/_route.py).
+            _dist_route().monitor(p, ref, target)
+            return ref
         p.mailbox.append(DOWN(ref, obj, "noproc"))
         return ref
     p.monitors[ref] = (pid, obj)
@@ -1390,13 +1429,14 @@ def demonitor(ref: Ref, flush: bool = False) -> bool:
             refs.discard(ref)
             if not refs:
                 del p.mon_by_pid[entry[0]]
+    remote = entry is None and _dist_route().demonitor(p, ref)  # otp/dist/_route.py
     if flush:
         mb = p.mailbox
         for i, m in enumerate(mb):
             if type(m) is DOWN and m.ref == ref:
                 del mb[i]
                 break
-    return entry is not None
+    return entry is not None or remote
 
 
 @main_locked
