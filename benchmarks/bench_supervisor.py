@@ -224,7 +224,8 @@ def worker_many(n: int, min_free_gib: float, sample: int = 50) -> dict[str, Any]
     sup = Pool.start_link()
     pids: list[Any] = []
     stopped_early = None
-    t0 = time.perf_counter()
+    by_thousand: list[float] = []
+    t0 = mark = time.perf_counter()
     for i in range(n):
         if i % 250 == 0 and _available_gib() < min_free_gib:
             stopped_early = (
@@ -234,7 +235,12 @@ def worker_many(n: int, min_free_gib: float, sample: int = 50) -> dict[str, Any]
             break
         pids.append(supervisor.start_child(sup))
         if (i + 1) % 1000 == 0:
-            print(f"  {i + 1} children, {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+            now = time.perf_counter()
+            # ms per child for each thousand: how the cost grows with the
+            # supervisor's size (every fork copies its descriptor table).
+            by_thousand.append((now - mark) / 1000 * 1e3)
+            mark = now
+            print(f"  {i + 1} children, {now - t0:.1f} s", file=sys.stderr)
     start_s = time.perf_counter() - t0
     started = len(pids)
     t1 = time.perf_counter()
@@ -266,8 +272,12 @@ def worker_many(n: int, min_free_gib: float, sample: int = 50) -> dict[str, Any]
         "start_all_s": start_s,
         "start_per_child_ms": per_child_ms,
         "start_all_projected_s": per_child_ms * n / 1e3,
+        "start_ms_per_child_by_thousand": [round(x, 2) for x in by_thousand],
         "start_target_s": START_ALL_TARGET_S,
-        "start_met": stopped_early is None and start_s <= START_ALL_TARGET_S,
+        # The target is for 10,000 children; a smaller run is not judged.
+        "start_met": (
+            None if n < 10_000 else stopped_early is None and start_s <= START_ALL_TARGET_S
+        ),
         "calls_answered": answered,
         "calls_s": calls_s,
         "count_children": count,
@@ -286,6 +296,16 @@ def worker_many(n: int, min_free_gib: float, sample: int = 50) -> dict[str, Any]
 
 
 def _run_worker(args: list[str], pinned: bool) -> dict[str, Any]:
+    # The machine may be shared: the load around the run says how far to
+    # trust it.
+    before = os.getloadavg()
+    result = _run_worker_1(args, pinned)
+    result["when"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    result["loadavg_before"], result["loadavg_after"] = before, os.getloadavg()
+    return result
+
+
+def _run_worker_1(args: list[str], pinned: bool) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "benchmarks.bench_supervisor", *args]
     if pinned:
         if shutil.which("taskset") is None:
@@ -319,10 +339,14 @@ def _fmt_many(r: dict[str, Any]) -> str:
         f"  children started: {r['children_started']:,} of {r['children_requested']:,} in "
         f"{r['start_all_s']:.1f} s ({r['start_per_child_ms']:.2f} ms each; "
         f"{r['start_all_projected_s']:.1f} s projected for all); "
-        f"target <= {START_ALL_TARGET_S:g} s: {'met' if r['start_met'] else 'NOT met'}",
+        f"target <= {START_ALL_TARGET_S:g} s for 10,000: "
+        f"{ {True: 'met', False: 'NOT met', None: 'not judged'}[r['start_met']] }",
     ]
     if r["stopped_early"]:
         lines.append(f"  stopped early: {r['stopped_early']}")
+    if r["start_ms_per_child_by_thousand"]:
+        steps = ", ".join(f"{x:.1f}" for x in r["start_ms_per_child_by_thousand"])
+        lines.append(f"  ms per child start, each thousand: {steps}")
     lines += [
         f"  calls answered: {r['calls_answered']:,} in {r['calls_s']:.1f} s",
         f"  idle child USS: median {uss['median']:.2f} MiB (min {uss['min']:.2f}, "
@@ -352,14 +376,16 @@ def main(argv: list[str] | None = None) -> int:
         result = worker_many(a.children, a.min_free_gib)
         print("RESULT " + json.dumps(result), flush=True)
         return 0
-    out: dict[str, Any] = {
+    out: dict[str, Any] = {}
+    if a.only and Path(a.out).exists():
+        # One part re-run: keep the other part's figures from the file.
+        out = json.loads(Path(a.out).read_text())
+    out |= {
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "platform": platform.platform(),
-            "loadavg_at_start": os.getloadavg(),
         },
-        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     if a.only in (None, "restart"):
         print("Supervisor: kill -9 of a worker until its replacement answers a call")
