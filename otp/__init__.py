@@ -28,7 +28,7 @@ The behaviours (GenServer, Supervisor, GenStatem, GenEvent) live in the
 
 from __future__ import annotations
 
-from . import application, debug, node
+from . import application, debug, node, rpc
 from ._api import (
     cancel_timer,
     is_process_alive,
@@ -68,6 +68,7 @@ from ._upgrade import upgrade
 
 # After _terms and _runtime, which the codec imports (otp.dist: distribution).
 from .dist._etf import Atom
+from .dist._route import monitor_node, nodes
 
 __all__ = [
     "DOWN",
@@ -101,12 +102,15 @@ __all__ = [
     "link",
     "make_ref",
     "monitor",
+    "monitor_node",
     "node",
+    "nodes",
     "process_info",
     "processes",
     "receive",
     "register",
     "registered",
+    "rpc",
     "self_pid",
     "send",
     "send_after",

@@ -55,6 +55,9 @@ def _call(dest: Any, label: str, request: Any, timeout: float | None) -> Any:
     if type(dest) is Pid:
         pid = dest
     else:
+        if type(dest) is tuple and _runtime._dist_route().is_remote(dest):
+            # {Name, Node} on another node (distribution: otp/dist/_route.py).
+            return _runtime._dist_route().call(p, dest, label, request, timeout)
         try:
             pid = _runtime.resolve(dest)
         except NoProc:
@@ -67,6 +70,9 @@ def _call(dest: Any, label: str, request: Any, timeout: float | None) -> Any:
     if c is None:
         c = p.connect(pid)
         if c is None:
+            if pid[0] != _runtime.NODE_NAME:
+                # A Pid of another node (distribution: otp/dist/_route.py).
+                return _runtime._dist_route().call(p, pid, label, request, timeout)
             raise NoProc(dest)
     # The caller and the tag travel as plain tuples: a Pid or Ref instance
     # costs the C pickler ~1 us each to verify its class, a plain tuple

@@ -1,5 +1,7 @@
-"""A Python GenServer answers gen_server:call from a real erl node, through
-the dist process (an otp process owning the node's connections)."""
+"""A Python GenServer answers gen_server:call from a real erl node: the dist
+process (an otp process owning the node's connections) delivers the call, the
+server replies to the remote caller directly, and a crash or a missing name
+reaches erl's monitor as MONITOR_P_EXIT."""
 
 from __future__ import annotations
 
@@ -10,7 +12,6 @@ import pytest
 
 import otp
 from behaviours import GenServer, NoReply, Reply
-from otp.dist._process import start
 from otp.dist._testing import Epmd, erl_args, new_cookie, run_erl
 
 pytestmark = pytest.mark.erlang
@@ -48,8 +49,8 @@ def _stop(pid: otp.Pid) -> None:
 def test_gen_server_call_from_erl_is_answered_by_a_python_gen_server(epmd: Epmd) -> None:
     cookie = new_cookie()
     py = f"py{os.getpid()}@127.0.0.1"
+    otp.node.start(name=py, cookie=cookie, epmd=epmd.port)
     server = Counter.start(name="counter")
-    dist = start(py, cookie, epmd=epmd.port)
     try:
         script = f"""
             P = '{py}',
@@ -72,6 +73,6 @@ def test_gen_server_call_from_erl_is_answered_by_a_python_gen_server(epmd: Epmd)
         assert lines[5].startswith("{'EXIT',{") and "timeout" not in lines[5], out
         print(f"erl -> Python gen_server:call round trip: {float(lines[4]):.0f} us")
     finally:
-        _stop(dist)
         if otp.is_process_alive(server):
             _stop(server)
+        otp.node.stop()  # before epmd is killed

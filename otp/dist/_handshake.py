@@ -276,6 +276,14 @@ class Connection:
             body += codec.encode(message)
         self._write(struct.pack(">I", len(body)) + body)
 
+    def send_encoded(self, control: Any, message: bytes) -> None:
+        """Like `send`, with the message already encoded (`term_to_binary`
+        bytes, version byte included): the local sender encodes it, so a
+        value outside the term mapping fails there, not here."""
+        codec = self.codec or _etf._default
+        body = b"p" + codec.encode(control) + message
+        self._write(struct.pack(">I", len(body)) + body)
+
     def tick(self) -> None:
         self._write(self.TICK)
 

@@ -121,6 +121,14 @@ class DistNode:
         # Whether a name is held here (MONITOR_P to it is kept, not noproc).
         self.name_exists: Callable[[str], bool] = lambda name: False
         self.on_nodedown: Callable[[str], None] | None = None
+        # A connection is up: (peer node, peer's creation). Called before its
+        # reader starts, so before anything the peer sends is dispatched.
+        self.on_nodeup: Callable[[str, int], None] | None = None
+        # Every control message this class does not answer itself (it keeps
+        # net_kernel's is_auth and monitors, and UNLINK_ID acks): (peer node,
+        # control, message). When set, `handlers`, `on_send` and
+        # `on_reg_send` are not used: the dist process routes everything.
+        self.on_signal: Callable[[str, tuple[Any, ...], Any], None] | None = None
         self.refused: list[tuple[str, str]] = []  # (peer address, why): for tests and logs
         # ref -> (peer node, monitored name, monitoring Pid)
         self._monitors: dict[Ref, tuple[str, Any, Any]] = {}
@@ -239,6 +247,8 @@ class DistNode:
             self.connections[c.peer] = c
         if old is not None:
             old.close()
+        if self.on_nodeup is not None:
+            self.on_nodeup(c.peer, c.creation)
         self._spawn(self._read_loop, f"dist-read {c.peer}", c)
 
     def _accept_loop(self) -> None:
@@ -318,6 +328,9 @@ class DistNode:
         if type(control) is not tuple or not control or type(control[0]) is not int:
             raise _etf.DecodeError(f"not a control message: {control!r}")
         op = control[0]
+        if self.on_signal is not None and not self._answered_here(op, control):
+            self.on_signal(c.peer, control, message)
+            return
         if op in (REG_SEND, REG_SEND_TT):
             _, sender, _, name = control[:4]
             self._reg_send(c, sender, str(name), message)
@@ -340,6 +353,16 @@ class DistNode:
             _, ident, sender, to = control
             c.send((UNLINK_ID_ACK, ident, to, sender))
         # LINK, EXIT, EXIT2, UNLINK_ID_ACK...: not handled by this version.
+
+    @staticmethod
+    def _answered_here(op: int, control: tuple[Any, ...]) -> bool:
+        # net_kernel is this class's own (ping must work whatever the dist
+        # process is doing), and so are UNLINK_ID acks (we hold no links yet).
+        if op in (REG_SEND, REG_SEND_TT):
+            return len(control) >= 4 and control[3] == "net_kernel"
+        if op in (MONITOR_P, DEMONITOR_P):
+            return len(control) >= 4 and control[2] == "net_kernel"
+        return op == UNLINK_ID
 
     def _reg_send(self, c: _handshake.Connection, sender: Any, name: str, message: Any) -> None:
         if name == "net_kernel":

@@ -1,46 +1,87 @@
-"""The dist process: an ordinary otp process that owns a node's connections.
+"""The dist process: the one otp process of a node that owns its connections
+to other nodes, and routes between them and the local processes.
 
 ```python
 import otp
-from otp.dist._process import start
 
-dist = start("py@127.0.0.1", cookie="SECRET")   # Pid of the dist process
-# erl> gen_server:call({counter, 'py@127.0.0.1'}, {add, 5}).
+otp.node.start(name="py@127.0.0.1", cookie="SECRET")   # starts this process
+otp.send(("counter", "e@127.0.0.1"), ("add", 5))      # goes through it
 ```
 
-It runs a `DistNode` (listener, epmd registration, one connection per peer,
-ticks) in its own OS process and bridges what peers send into local
-processes:
+It is registered as `net_kernel` (as in Erlang, where that is the process
+behind distribution) and runs a `DistNode` (listener, epmd registration, one
+connection per peer node, ticks) in its own OS process. `otp.node.start`
+starts it after the node's root: every process of the node is forked with
+the node's distributed name already in place (`_runtime.NODE_NAME`), so the
+Pids they make are the ones other nodes can address.
 
-- `gen_server:call({Name, Node}, Req)` from a peer: the dist process makes
-  the call on the local process registered as `Name` and sends the reply to
-  the remote caller's Pid with its tag; if the local call fails (no such
-  process, the server died), the remote caller's monitor gets
-  MONITOR_P_EXIT with the reason, so its call ends at once as in Erlang.
-- `gen_server:cast`: `gen_server.cast` to the local name.
-- any other message to `{Name, Node}`: `otp.send(Name, msg)`.
+How a message crosses
+---------------------
+Outgoing: the runtime hands a destination that is not on this node to
+`otp.dist._route` in the *sending* process, which encodes the message with ETF
+(a value outside the term mapping fails there, in the sender) and sends this
+process a private envelope, `("$dist_send", sender, dest, term_bytes)`, as an
+ordinary local message. This process writes it to the peer's connection,
+connecting on demand through epmd. One local connection from each sender to
+this process and one TCP connection per peer keep each sender's order end to
+end.
 
-Why the dist process makes the call itself: the runtime cannot yet send to
-a Pid of another node, so a local server could not reply to a remote caller
-directly. Calls are therefore made one at a time, in arrival order.
+Incoming: SEND and REG_SEND are delivered with `otp.send` to the local Pid or
+name. A `gen_server:call` from a peer is just such a message,
+`("$gen_call", (caller, tag), request)`: the local server answers the remote
+caller itself, through the same outgoing path.
 
-The reader threads of DistNode only queue work; every otp call happens on
-this process's main thread, which the runtime expects.
+Monitors across nodes
+---------------------
+- A local process monitoring a remote one (`otp.monitor`, every remote call):
+  this process sends MONITOR_P and, on MONITOR_P_EXIT, sends the watcher
+  `otp.DOWN(ref, target, reason)` as a plain message (what the call primitive
+  waits for). When the connection drops, every such monitor gets
+  `DOWN(..., "noconnection")`.
+- A peer monitoring a local process (MONITOR_P, e.g. before each
+  `gen_server:call` from erl): this process monitors the local one and
+  answers its DOWN with MONITOR_P_EXIT carrying the reason.
+- `otp.monitor_node(node)`: `("nodedown", node)` when the connection drops
+  (at once if it cannot be opened).
+
+Threads: the DistNode's reader threads only queue what they read and wake this
+process's poll through its wake-up pipe; every otp call happens on the main
+thread, which the runtime expects. Links and exit signals across nodes, and
+SPAWN_REQUEST, are not handled yet (see issue 12).
 """
 
 from __future__ import annotations
 
-import queue
+import collections
+import contextlib
+import os
+import select
 from typing import Any
 
 from .. import _api, _runtime
-from .._exceptions import CallError, NoProc, OTPError, ReceiveTimeout
-from .._terms import Pid
+from .._exceptions import BadArg, OTPError
+from .._terms import DOWN, Pid
 from . import _etf
 from ._etf import Atom, EncodeError
-from ._node import DistNode
+from ._node import (
+    DEMONITOR_P,
+    MONITOR_P,
+    MONITOR_P_EXIT,
+    REG_SEND,
+    REG_SEND_TT,
+    SEND,
+    SEND_SENDER,
+    SEND_TT,
+    DistNode,
+)
 
-__all__ = ["start"]
+__all__ = ["DIST_NAME", "start"]
+
+#: The local name of the dist process (Erlang's process behind distribution).
+DIST_NAME = "net_kernel"
+
+_EMPTY = Atom("")
+_GEN_TAGS = {t: t for t in ("$gen_call", "$gen_cast", "$system")}
 
 
 def start(
@@ -48,13 +89,23 @@ def start(
     cookie: str | None = None,
     *,
     epmd: int | None = None,
+    port: int = 0,
     ticktime: float = 60.0,
     timeout: float = 10.0,
 ) -> Pid:
-    """Spawn the dist process for node `name`; returns its Pid once it listens
-    and is registered with epmd. Raises OTPError if it could not start."""
+    """Spawn the dist process for node `name`; returns its Pid once it listens,
+    is registered with epmd and holds the name `net_kernel`.
+
+    The local node must carry `name` already (`otp.node.start(name=...)` does
+    both). Raises OTPError if it could not start.
+    """
+    if name != _runtime.NODE_NAME:
+        raise OTPError(
+            f"the node is named {_runtime.NODE_NAME!r}, not {name!r}: start it with "
+            "otp.node.start(name=...) before any other otp call"
+        )
     me = _api.self_pid()
-    pid = _api.spawn(_main, name, cookie, epmd, ticktime, me)
+    pid = _api.spawn(_main, name, cookie, epmd, port, ticktime, me)
     reply = _runtime.receive(
         lambda m: type(m) is tuple and len(m) == 3 and m[0] == "$dist_started" and m[1] == pid,
         timeout,
@@ -64,68 +115,285 @@ def start(
     return pid
 
 
-def _main(name: str, cookie: str | None, epmd: int | None, ticktime: float, parent: Pid) -> None:
+def _main(
+    name: str, cookie: str | None, epmd: int | None, port: int, ticktime: float, parent: Pid
+) -> None:
     me = _api.self_pid()
-    node = DistNode(name, cookie, epmd=epmd, ticktime=ticktime)
-    work: queue.Queue[tuple[Any, str, Any]] = queue.Queue()
-    node.on_reg_send = lambda sender, to, msg: work.put((sender, to, msg))
-    # whereis reads the registry directory: safe from a reader thread.
-    node.name_exists = lambda n: _api.whereis(n) is not None
+    node = DistNode(name, cookie, epmd=epmd, port=port, ticktime=ticktime)
+    router = _Router(node)
     try:
         node.start()
+        _api.register(DIST_NAME)
+        p = _runtime.current()
+        # Senders read our creation here to encode local Pids as erl expects
+        # (otp/dist/_route.py); written before anyone can learn our Pid.
+        tmp = f"{p.rundir}/.dist.tmp"
+        with open(tmp, "w") as f:
+            f.write(f"{name}\n{node.creation}\n{node.port}\n")
+        os.replace(tmp, f"{p.rundir}/dist")
     except Exception as e:
+        node.stop()
         _runtime.send(parent, ("$dist_started", me, ("error", f"{type(e).__name__}: {e}")))
         return
     _runtime.send(parent, ("$dist_started", me, ("ok", node.port)))
     try:
-        while True:
-            try:
-                item = work.get(timeout=0.2)
-            except queue.Empty:
-                # Nothing from the network: let the runtime act on exit
-                # signals (a receive is where they take effect).
-                try:
-                    _runtime.receive(lambda m: False, 0)
-                except ReceiveTimeout:
-                    pass
-                continue
-            _deliver(node, *item)
+        router.run()
     finally:
-        node.stop()
+        node.stop()  # pragma: no cover - the process ends by os._exit
 
 
-def _deliver(node: DistNode, sender: Any, to: str, msg: Any) -> None:
-    from behaviours import gen_server  # late: behaviours imports otp
+class _Router:
+    """The dist process's state: its DistNode and the monitors across it."""
 
-    match msg:
-        case ("$gen_call", (Pid() as frm, tag), request):
+    def __init__(self, node: DistNode) -> None:
+        self.node = node
+        self.name = node.name
+        # Written by the reader threads, read by the main thread: a deque's
+        # append and popleft are atomic, and the wake-up pipe ends the poll.
+        self.work: collections.deque[tuple[Any, ...]] = collections.deque()
+        # ref -> (peer node, local watcher, target as given): our MONITOR_Ps.
+        self.out_mons: dict[Any, tuple[str, Pid, Any]] = {}
+        # (peer node, peer's ref) -> local monitor ref; and the way back.
+        self.in_mons: dict[tuple[str, Any], Any] = {}
+        self.in_by_lref: dict[Any, tuple[str, Any, Any, Any]] = {}
+        # node -> {watcher: number of monitor_node calls}
+        self.node_watchers: dict[str, dict[Pid, int]] = {}
+        # The runtime drains `wake_r` when it polls (Process.on_event): the
+        # reader threads write to it after queueing, so a poll never sleeps on
+        # queued work. Made before the node listens: a peer may come at once.
+        self.p = p = _runtime.current()
+        p.wake_r, p.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        p.ep.register(p.wake_r, select.EPOLLIN)
+        node.on_signal = self._from_reader
+        node.on_nodeup = self._nodeup
+        node.on_nodedown = lambda peer: self._queue(("down", peer))
+
+    # -- the reader threads' side ----------------------------------------------
+
+    def _from_reader(self, peer: str, control: tuple[Any, ...], message: Any) -> None:
+        self._queue(("sig", peer, control, message))
+
+    def _nodeup(self, peer: str, creation: int) -> None:
+        # Senders encode the peer's Pids and Refs with its creation (erl does
+        # not take its own refs back with another one: a reply's tag would not
+        # match). A symlink per node, replaced atomically, read by
+        # otp/dist/_route.py; written before the peer's first message is read.
+        d = f"{self.p.rundir}/dist-nodes"
+        os.makedirs(d, mode=0o700, exist_ok=True)
+        tmp = f"{d}/.{peer}.tmp"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        os.symlink(str(creation), tmp)
+        os.replace(tmp, f"{d}/{peer}")
+
+    def _queue(self, item: tuple[Any, ...]) -> None:
+        self.work.append(item)
+        with contextlib.suppress(BlockingIOError, OSError):
+            os.write(self.p.wake_w, b"!")
+
+    # -- the main loop --------------------------------------------------------
+
+    def run(self) -> None:
+        p = self.p
+        work = self.work
+        mb = p.mailbox
+        while True:
+            while work:
+                self._net(work.popleft())
+            if p.pending_exit is not None:
+                p.die_from_signal()
+            while mb:
+                self._local(mb.popleft())
+                if work:
+                    break
+            if not work and not mb:
+                p.wait(None)
+
+    # -- from the network -------------------------------------------------------
+
+    def _net(self, item: tuple[Any, ...]) -> None:
+        if item[0] == "down":
+            self._nodedown(item[1])
+            return
+        _, peer, control, message = item
+        op = control[0]
+        if (
+            type(message) is tuple
+            and message
+            and type(message[0]) is Atom
+            and message[0] in _GEN_TAGS
+        ):
+            # {'$gen_call', ...} from a peer: the behaviours' loops take a
+            # plain str tag (a str subclass there marks a traced cast).
+            message = (_GEN_TAGS[message[0]], *message[1:])
+        try:
+            if op in (SEND, SEND_TT, SEND_SENDER):
+                to = control[2]
+                # Only to our own Pids: a misrouted Pid must not bounce back out.
+                if type(to) is Pid and to.node == self.name:
+                    _runtime.send(to, message)
+            elif op in (REG_SEND, REG_SEND_TT):
+                with contextlib.suppress(OTPError):
+                    _runtime.send(str(control[3]), message)
+            elif op == MONITOR_P:
+                self._monitor_in(peer, control[1], control[2], control[3])
+            elif op == DEMONITOR_P:
+                lref = self.in_mons.pop((peer, control[3]), None)
+                if lref is not None:
+                    self.in_by_lref.pop(lref, None)
+                    _runtime.demonitor(lref, flush=True)
+            elif op == MONITOR_P_EXIT:
+                entry = self.out_mons.pop(control[3], None)
+                if entry is not None:
+                    _runtime.send(entry[1], DOWN(control[3], entry[2], control[4]))
+            # LINK, EXIT, EXIT2, SPAWN_REQUEST...: not handled yet (issue 12).
+        except (IndexError, TypeError):
+            pass  # a malformed control from a peer: dropped, as erl would close
+
+    def _monitor_in(self, peer: str, watcher: Any, target: Any, ref: Any) -> None:
+        if type(target) is Atom:
+            local: Any = str(target)
+        elif type(target) is Pid and target.node == self.name:
+            local = target
+        else:
+            self._send_control(peer, (MONITOR_P_EXIT, target, watcher, ref, Atom("noproc")))
+            return
+        try:
+            lref = _runtime.monitor(local)
+        except BadArg:
+            return  # ourselves: this process never ends while the node is up
+        # A target already gone gives a DOWN "noproc" in our mailbox: answered
+        # as MONITOR_P_EXIT when it is read, after anything queued before.
+        self.in_mons[(peer, ref)] = lref
+        self.in_by_lref[lref] = (peer, watcher, target, ref)
+
+    def _nodedown(self, peer: str) -> None:
+        for ref, (node, watcher, target) in list(self.out_mons.items()):
+            if node == peer:
+                del self.out_mons[ref]
+                _runtime.send(watcher, DOWN(ref, target, "noconnection"))
+        for key in [k for k in self.in_mons if k[0] == peer]:
+            lref = self.in_mons.pop(key)
+            self.in_by_lref.pop(lref, None)
+            _runtime.demonitor(lref, flush=True)
+        for watcher, n in self.node_watchers.pop(peer, {}).items():
+            for _ in range(n):
+                _runtime.send(watcher, ("nodedown", peer))
+
+    # -- from local processes ---------------------------------------------------
+
+    def _local(self, m: Any) -> None:
+        t = type(m)
+        if t is DOWN:
+            self._local_down(m)
+            return
+        if t is not tuple or not m:
+            return
+        tag = m[0]
+        if tag == "$dist_send" and len(m) == 4:
+            self._send(m[1], m[2], m[3])
+        elif tag == "$dist_monitor" and len(m) == 4:
+            self._monitor_out(m[1], m[2], m[3])
+        elif tag == "$dist_demonitor" and len(m) == 3:
+            entry = self.out_mons.pop(m[2], None)
+            if entry is not None:
+                node, watcher, target = entry
+                to = target if type(target) is Pid else Atom(target[0])
+                self._send_control(node, (DEMONITOR_P, watcher, to, m[2]))
+        elif tag == "$dist_monitor_node" and len(m) == 4:
+            self._monitor_node(m[1], m[2], m[3])
+        elif tag == "$dist_call" and len(m) == 3:
+            # From the call primitive: (label, (caller, ref[, trace id]), request).
+            _runtime.send(Pid(m[1][0]), (m[1][1], self._answer(m[2])))
+        elif tag == "io_request" and len(m) == 4:
+            # We are the group leader of rpc calls made from this node: answer
+            # output requests so the remote function does not hang on them.
+            reply = Atom("ok") if m[3][:1] == ("put_chars",) else (Atom("error"), Atom("enotsup"))
+            self._send_term(m[1], (Atom("io_reply"), m[2], reply))
+
+    def _answer(self, request: Any) -> Any:
+        if request == ("nodes",):
+            return self.node.nodes()
+        if request == ("info",):
+            return {"name": self.name, "creation": self.node.creation, "port": self.node.port}
+        return ("error", "unknown_request")
+
+    def _local_down(self, m: DOWN) -> None:
+        entry = self.in_by_lref.pop(m.ref, None)
+        if entry is None:
+            return
+        peer, watcher, target, ref = entry
+        self.in_mons.pop((peer, ref), None)
+        self._send_control(peer, (MONITOR_P_EXIT, target, watcher, ref, _reason(m.reason)))
+
+    def _monitor_out(self, watcher: Pid, ref: Any, target: Any) -> None:
+        node = target.node if type(target) is Pid else target[1]
+        c = self._conn(node)
+        if c is None:
+            _runtime.send(watcher, DOWN(ref, target, "noconnection"))
+            return
+        to = target if type(target) is Pid else Atom(target[0])
+        self.out_mons[ref] = (node, watcher, target)
+        try:
+            c.send((MONITOR_P, watcher, to, ref))
+        except OSError:
+            c.close()  # its reader sees the close: nodedown, noconnection
+
+    def _monitor_node(self, watcher: Pid, node: str, flag: bool) -> None:
+        if not flag:
+            self.node_watchers.get(node, {}).pop(watcher, None)
+            return
+        if self._conn(node) is None:
+            _runtime.send(watcher, ("nodedown", node))
+            return
+        w = self.node_watchers.setdefault(node, {})
+        w[watcher] = w.get(watcher, 0) + 1
+
+    # -- writing to peers -----------------------------------------------------
+
+    def _conn(self, node: str) -> Any:
+        """The connection to `node`, opened if needed; None if it cannot be."""
+        if node == self.name:
+            return None
+        try:
+            return self.node.connect(node)
+        except (OSError, OTPError):
+            return None
+
+    def _send(self, sender: Pid, dest: Any, data: bytes) -> None:
+        if type(dest) is Pid:
+            node, control = dest.node, (SEND, _EMPTY, dest)
+        else:
+            node, control = dest[1], (REG_SEND, sender, _EMPTY, Atom(dest[0]))
+        c = self._conn(node)
+        if c is None:
+            return  # unreachable: dropped, as Erlang drops a send to a down node
+        try:
+            c.send_encoded(control, data)
+        except OSError:
+            c.close()
+
+    def _send_control(self, node: str, control: tuple[Any, ...]) -> None:
+        with self.node._lock:
+            c = self.node.connections.get(node)
+        if c is not None:
             try:
-                value = gen_server.call(to, request, None)
-            except NoProc:
-                node.monitor_exit(to, frm, Atom("noproc"))
-                return
-            except CallError as e:
-                node.monitor_exit(to, frm, _reason(getattr(e, "reason", "call_failed")))
-                return
-            try:
-                node.send(frm, (tag, value))
-            except EncodeError as e:
-                node.monitor_exit(to, frm, (Atom("badarg"), str(e)))
-        case ("$gen_cast", request):
-            try:
-                gen_server.cast(to, request)
-            except OTPError:
-                pass
-        case _:
-            try:
-                _runtime.send(to, msg)
-            except OTPError:
-                pass  # a send to a name nobody holds is dropped for a remote sender
+                c.send(control)
+            except OSError:
+                c.close()
+
+    def _send_term(self, to: Any, message: Any) -> None:
+        if type(to) is Pid and to.node != self.name:
+            c = self._conn(to.node)
+            if c is not None:
+                with contextlib.suppress(OSError, EncodeError):
+                    c.send((SEND, _EMPTY, to), message, has_message=True)
 
 
 def _reason(reason: Any) -> Any:
     # Exit reasons become atoms where Erlang has them as atoms ("normal",
-    # "shutdown"...); a reason with no term form (a Crash) travels as text.
+    # "shutdown", "noproc"...); a reason with no term form (a Crash) travels
+    # as its text.
     if type(reason) is str:
         return Atom(reason)
     try:
