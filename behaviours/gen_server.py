@@ -255,6 +255,22 @@ def start_link(
     timeout: float | None = None,
     **kwargs: Any,
 ) -> Pid:
+    """Start `cls` in a new process linked to the caller; block until its init returned.
+
+    Args:
+        cls: the GenServer subclass; `init(*args, **kwargs)` runs in the new
+            process.
+        name: register the server under this name (taken before init runs).
+        timeout: seconds init may take (None: no limit); past it the
+            process is killed.
+
+    Returns the server's Pid (None if init returned `Ignore()`).
+
+    Raises:
+        otp.AlreadyStarted: `name` is taken (init never ran).
+        otp.StartError: init raised, returned `Stop(reason)`, or timed out
+            (`.reason` says which: the crash, the reason, or "timeout").
+    """
     return _gen.start(  # type: ignore[return-value]
         _init_it,
         (cls, args, kwargs),
@@ -272,6 +288,7 @@ def start(
     timeout: float | None = None,
     **kwargs: Any,
 ) -> Pid:
+    """`start_link` without the link: the server does not end with its caller."""
     return _gen.start(  # type: ignore[return-value]
         _init_it,
         (cls, args, kwargs),

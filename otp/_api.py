@@ -143,6 +143,9 @@ def process_info(pid: Pid, timeout: float = 1.0) -> dict[str, Any] | None:
         try:
             _, info = p.receive(lambda m: type(m) is tuple and len(m) == 2 and m[0] == ref, timeout)
         except ReceiveTimeout:
+            # The answer may still come: drop it then, as a call's late reply,
+            # rather than leave it in the caller's mailbox.
+            p.abandon(ref)
             info = {
                 "pid": pid,
                 "os_pid": pid.id,

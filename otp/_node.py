@@ -326,7 +326,13 @@ def _child_main(
         _logging.set_identity({"otp_pid": str(me), "os_pid": ospid, "otp_name": title})
     except BaseException:
         os._exit(70)
-    _runtime.run_process_body(fn, args, kwargs)
+    try:
+        _runtime.run_process_body(fn, args, kwargs)
+    except BaseException:
+        # Nothing may unwind past this frame: below it, fork copied the
+        # spawner's stack (or the root's loop), which would then run on in
+        # this process with the spawner's Process object.
+        os._exit(70)
     os._exit(0)  # pragma: no cover - run_process_body does not return
 
 

@@ -1342,6 +1342,22 @@ def resolve(dest: Any) -> Pid:
 
 
 def send(dest: Any, msg: Any) -> None:
+    """Send `msg` to `dest` and return at once (Erlang's `Dest ! Msg`).
+
+    Args:
+        dest: a Pid, a registered name, or `(name, node)`.
+        msg: any value that pickles (dill is tried for what the C pickler
+            refuses). Messages from one sender to one receiver arrive in the
+            order they were sent.
+
+    A message to a dead Pid is dropped silently, as in Erlang: use a monitor
+    to learn of a death.
+
+    Raises:
+        NoProc: `dest` is a name that no live process holds.
+        BadArg: `dest` is neither a Pid nor a name.
+        NotPicklable: `msg` cannot be serialised (raised in the sender).
+    """
     p = _proc or current()
     if type(dest) is not Pid:
         if type(dest) is tuple and _dist_route().is_remote(dest):
@@ -1364,12 +1380,30 @@ def _dist_route() -> Any:
 
 
 def make_ref() -> Ref:
+    """A reference unique within the node (Erlang's `make_ref()`).
+
+    Use it to tag a request so that its answer can be matched in `receive`:
+    `ref = otp.make_ref(); otp.send(pid, (ref, req)); otp.receive(lambda m:
+    m[0] == ref)`.
+    """
     p = _proc or current()
     return Ref((NODE_NAME, p.pid.id, p.pid.serial, next(p.refs)))
 
 
 @main_locked
 def link(pid: Pid) -> None:
+    """Link the caller and `pid`: when either ends, the other gets an exit signal.
+
+    Links are bidirectional and idempotent; linking to yourself does nothing.
+    A process that does not trap exits dies of a linked process's abnormal
+    end (with the same reason); one that traps gets `EXIT(pid, reason)`.
+    Prefer `spawn_link` to `spawn` + `link`: there is no window in which the
+    new process could die unseen.
+
+    Raises:
+        NoProc: `pid` is not alive and the caller does not trap exits (a
+            trapping caller gets `EXIT(pid, "noproc")` instead).
+    """
     p = current()
     if pid == p.pid:
         return
@@ -1386,6 +1420,11 @@ def link(pid: Pid) -> None:
 
 @main_locked
 def unlink(pid: Pid) -> None:
+    """Remove the link between the caller and `pid` (nothing if there is none).
+
+    Once it returns, `pid`'s end no longer affects the caller; an `EXIT`
+    from it that arrived before may still be queued (as in Erlang).
+    """
     p = current()
     if pid in p.links:
         p.links.discard(pid)
@@ -1394,6 +1433,16 @@ def unlink(pid: Pid) -> None:
 
 @main_locked
 def monitor(target: Any) -> Ref:
+    """Watch `target` (a Pid or a registered name); returns the monitor's Ref.
+
+    Exactly one `DOWN(ref, obj, reason)` arrives when the target ends, where
+    `obj` is the Pid, or `(name, node)` for a name. A dead Pid or an unknown
+    name gives an immediate `DOWN` with reason `"noproc"`. Monitors are
+    one-way and stack: each call is a new monitor. Cancel with `demonitor`.
+
+    Raises:
+        BadArg: `target` is the calling process itself.
+    """
     p = current()
     ref = Ref((NODE_NAME, p.pid.id, p.pid.serial, next(p.refs)))
     if type(target) is Pid:
@@ -1421,6 +1470,12 @@ def monitor(target: Any) -> Ref:
 
 @main_locked
 def demonitor(ref: Ref, flush: bool = False) -> bool:
+    """Cancel the monitor `ref`; True if it was still active.
+
+    Args:
+        ref: what `monitor` returned.
+        flush: also remove its `DOWN` if one is already in the mailbox.
+    """
     p = current()
     entry = p.monitors.pop(ref, None)
     if entry is not None:
@@ -1441,14 +1496,28 @@ def demonitor(ref: Ref, flush: bool = False) -> bool:
 
 @main_locked
 def exit(pid: Any, reason: Any) -> None:
+    """Send an exit signal with `reason` to `pid` (a Pid or a registered name).
+
+    What it does to the receiver (otp-semantics.md 5.2): `"kill"` ends it
+    with `"killed"`, always (it is SIGKILL); if it traps exits, any other
+    reason becomes the message `EXIT(sender, reason)`; if not, `"normal"` is
+    ignored (unless sent to yourself: you end `"normal"`) and any other
+    reason ends it with that reason. Sent to yourself from the main program,
+    the signal surfaces as `otp.Exit` at the next `receive`.
+
+    Raises:
+        NoProc: `pid` is a name nobody holds.
+        NotPicklable: `reason` does not pickle without dill.
+    """
     p = current()
     pid = resolve(pid)
     if pid == p.pid:
         if reason == "kill":
             p.pending_exit = ("killed",)
-        elif reason == "normal":
-            p.pending_exit = ("normal",)
         else:
+            # "normal" too: exit_signal ends a non-trapping process that sent
+            # it to itself, and makes it a message for a trapping one, as
+            # every other trapped signal (otp-semantics.md 5.2).
             p.exit_signal(pid, reason)
         if p.pending_exit is not None and not p.is_main:
             p.die_from_signal()
@@ -1470,6 +1539,12 @@ def exit(pid: Any, reason: Any) -> None:
 
 @main_locked
 def trap_exit(flag: bool) -> bool:
+    """Set whether the caller traps exits; returns the previous setting.
+
+    A trapping process receives exit signals (from links and `exit`) as
+    `EXIT(pid, reason)` messages instead of dying of them; `"kill"` still
+    kills. Supervisors and servers that must run cleanup trap exits.
+    """
     p = current()
     old = p.trap
     p.trap = bool(flag)
@@ -1477,6 +1552,19 @@ def trap_exit(flag: bool) -> bool:
 
 
 def receive(match: Callable[[Any], bool] | None = None, timeout: float | None = None) -> Any:
+    """Take the first message `match` accepts, in arrival order (Erlang's receive).
+
+    Args:
+        match: a predicate; messages it rejects stay queued, in order, for
+            a later receive. None takes the oldest message.
+        timeout: seconds to wait for a matching message; None waits
+            forever; 0 only looks at what has already arrived.
+
+    Raises:
+        ReceiveTimeout: nothing matched within `timeout`.
+        Exit: in the main program only, an exit signal that would have ended
+            a process (the main program is not ended behind your back).
+    """
     p = _proc or current()
     return p.receive(match, timeout)
 

@@ -151,7 +151,14 @@ class Crash:
             pickle.loads(pickle.dumps(exc, 5))
         except Exception:
             keep = None
-        return cls(type(exc).__name__, str(exc), text, keep)
+        try:
+            message = str(exc)
+        except Exception:
+            # An exception whose __str__ raises still ends its process as a
+            # crash of its own type: raising here would escape the process's
+            # last handler (tests/test_review_runtime.py).
+            message = f"<unprintable {type(exc).__name__}>"
+        return cls(type(exc).__name__, message, text, keep)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Crash, (self.type, self.message, self.traceback, self.exception))

@@ -172,10 +172,14 @@ def test_start_link_returns_the_top_supervisor_and_the_application_ends_with_its
     assert otp.process_info(top)["module"] == "WebSup"
     _events(2)
     mon = otp.monitor(top)
+    # The master leaves the table before it exits: wait for its end too, or
+    # the test may end while it still runs (a leaked process, under load).
+    master_mon = otp.monitor("application_master:web")
     otp.send(caller, "quit")
     otp.receive(lambda m: type(m) is otp.DOWN and m.ref == mon, 20)
     assert [e[:3] for e in _events(2)] == [("app", "stop", "web"), ("app", "stop", "db")]
     wait_until(lambda: otp.application.which_applications() == [], 10, "both stopped")
+    otp.receive(lambda m: type(m) is otp.DOWN and m.ref == master_mon, 20)
 
 
 def test_a_failing_start_raises_and_stops_the_dependencies_it_started() -> None:
