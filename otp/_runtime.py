@@ -187,7 +187,7 @@ class Process:
         # The main program may have threads that all use this Process: its
         # entry points take a lock (see _wait_threaded). An OTP process is
         # single-threaded by construction and pays nothing for this.
-        self.lock: threading.RLock | None = None  # type: ignore[valid-type]
+        self.lock: threading.RLock | None = None
         self.cond: threading.Condition | None = None
         self.polling = False
         self.waiters = 0
