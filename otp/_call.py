@@ -78,7 +78,9 @@ def _call(dest: Any, label: str, request: Any, timeout: float | None) -> Any:
     # costs the C pickler ~1 us each to verify its class, a plain tuple
     # nothing. The tag is opaque to the server; the server's loop turns the
     # caller back into a Pid for its callbacks.
-    ref = (_runtime.NODE_NAME, p.pid[1], p.pid[2], next(p.refs))
+    # Typed Any: the runtime's tables are annotated with Ref, and take this
+    # plain-tuple stand-in too (see _runtime._is_tag).
+    ref: Any = (_runtime.NODE_NAME, p.pid[1], p.pid[2], next(p.refs))
     # The local monitor: registered before the request leaves, so a death
     # after the send cannot be missed.
     p.monitors[ref] = (pid, pid)
