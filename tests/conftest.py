@@ -15,11 +15,18 @@ from collections.abc import Iterator
 
 import psutil
 import pytest
+from hypothesis import settings
 
 from otp import _runtime
 from otp.testing import _otp_descendants, node_guard
 
 sys.path.insert(0, os.path.dirname(__file__))
+
+# CI runs (CI=true) draw the same examples every time: a red CI must be
+# reproducible. Locally, hypothesis explores new examples on each run.
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 def otp_descendants() -> list[psutil.Process]:
