@@ -379,9 +379,12 @@ def _spawn_via_root(
             child: Pid = value
             c = Conn(fds[0], child, welcomed=True)
             os.set_blocking(fds[0], False)
-            p.add_conn(c)
             if link:
+                # Before the connection is registered: once it is, another
+                # thread of the main program may read the child's death, and
+                # the link must already be there to fire.
                 p.links.add(child)
+            p.add_conn(c)
             return child
         if status == "unpickle" and attempt == 0 and kind == _codec.MSG:
             # The root was forked when the node started: a function or class
@@ -509,7 +512,13 @@ class _Root:
             return
         if req == _STOP:
             self.shutdown()
-        fn, args, kwargs, spawner, link, title = req
+        try:
+            fn, args, kwargs, spawner, link, title = req
+        except (TypeError, ValueError):
+            # A same-user client that speaks nonsense must not take down the
+            # root, and the node with it: it gets an error, as any bad spawn.
+            self.reply(s, ("error", f"malformed spawn request: {type(req).__name__}"))
+            return
         try:
             child, fd = self.fork(fn, args, kwargs, spawner, link, title)
         except Exception as e:

@@ -411,6 +411,13 @@ class Process:
                 return  # a dead Pid: dropped, as in Erlang
         n = len(payload)
         if n >= 65536:
+            if n > MAX_FRAME:
+                # The receiver would close the connection as garbage (and our
+                # links through it would go deaf): refuse here, clearly.
+                raise NotPicklable(
+                    f"a {type(msg).__name__} message of {n} bytes pickled is over the "
+                    f"{MAX_FRAME}-byte frame limit (OTP_MAX_FRAME)"
+                )
             self.writev(c, [_pack((kind << KIND_SHIFT) | n), payload])
             return
         data = _pack((kind << KIND_SHIFT) | n) + payload
