@@ -10,6 +10,7 @@ import sys
 
 import otp
 from otp import _codec
+from otp.testing import wait_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -45,8 +46,10 @@ def test_a_message_over_the_frame_limit_is_refused_in_the_sender() -> None:
 
 
 def test_a_malformed_spawn_request_to_the_root_gets_an_error_and_the_node_lives() -> None:
+    zygote = os.path.join(otp.node.rundir(), "zygote")
+    wait_until(lambda: os.path.exists(zygote), 10, "the root's zygote socket")
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.connect(os.path.join(otp.node.rundir(), "zygote"))
+        s.connect(zygote)
         s.sendall(_codec.frame(_codec.MSG, pickle.dumps(("not", "a", "spawn"), 5)))
         header = s.recv(8)
         (h,) = _codec.HDR.unpack(header)
@@ -55,7 +58,7 @@ def test_a_malformed_spawn_request_to_the_root_gets_an_error_and_the_node_lives(
             body += s.recv(65536)
         status, why = pickle.loads(body)
     assert status == "error" and "malformed" in why
-    pid, ref = otp.spawn_monitor(lambda: None)  # the root still forks
+    _pid, ref = otp.spawn_monitor(lambda: None)  # the root still forks
     assert (
         otp.receive(lambda m: isinstance(m, otp.DOWN) and m.ref == ref, timeout=10).reason
         == "normal"
