@@ -204,10 +204,16 @@ def test_starting_a_running_application_again_is_refused() -> None:
 def test_an_application_whose_top_supervisor_dies_has_stopped() -> None:
     top = otp.application.start(Db)
     _events(1)
+    master = otp.whereis("application_master:db")
+    assert master is not None
+    master_ref = otp.monitor(master)
     os.kill(top.id, signal.SIGKILL)
     assert _events(1) == [("app", "stop", "db", "db-state")]  # stop(state) still runs
     wait_until(lambda: otp.application.which_applications() == [], 10, "db gone")
     wait_until(lambda: otp.whereis("db_store") is None, 10, "its tree gone")
+    # The master ends too; wait for its end, not just its name's (the test
+    # must not finish while it is still exiting).
+    otp.receive(lambda m: isinstance(m, otp.DOWN) and m.ref == master_ref, timeout=10)
 
 
 def test_otp_run_runs_an_application_as_a_service_and_sigterm_stops_it_in_order() -> None:
