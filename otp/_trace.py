@@ -48,9 +48,9 @@ is always there, so a format string may use `{extra[trace_id]}`).
   or sets off, until the next external event); GenEvent runs a traced call
   (`call`, `sync_notify`) under its id, in every handler it reaches.
 
-The id is per process, not per thread: in a main program with threads, a
-`tracing` block in one thread applies to calls made from any thread meanwhile
-(otp calls from several threads at once are not supported anyway).
+The id is per process, not per thread: in a main program whose threads all
+use otp (which is supported: see otp._runtime, `_wait_threaded`), a `tracing`
+block in one thread applies to the calls any thread makes meanwhile.
 
 ## Cost
 
