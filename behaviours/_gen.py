@@ -48,6 +48,7 @@ __all__ = [
     "init_fail",
     "reply",
     "start",
+    "start_callback",
     "stop",
 ]
 
@@ -121,6 +122,30 @@ def start(
     if isinstance(value, BaseException):
         raise value
     raise StartError(value)
+
+
+def start_callback(
+    init_it: Callable[..., Any],
+    behaviour: str,
+    cls: type,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    name: str | None,
+    link: bool,
+    timeout: float | None,
+) -> Pid | None:
+    """`start` for a behaviour driven by a callback class (GenServer,
+    GenStatem): init_it receives `(cls, args, kwargs)`, and the process title
+    says `<name or class> <behaviour>`."""
+    return start(
+        init_it,
+        (cls, args, kwargs),
+        name=name,
+        link=link,
+        timeout=timeout,
+        title=f"{name or cls.__name__} {behaviour}",
+    )
 
 
 def _wait_down(p: _runtime.Process, pid: Pid, mon: Ref) -> None:

@@ -271,13 +271,8 @@ def start_link(
         otp.StartError: init raised, returned `Stop(reason)`, or timed out
             (`.reason` says which: the crash, the reason, or "timeout").
     """
-    return _gen.start(  # type: ignore[return-value]
-        _init_it,
-        (cls, args, kwargs),
-        name=name,
-        link=True,
-        timeout=timeout,
-        title=f"{name or cls.__name__} GenServer",
+    return _gen.start_callback(  # type: ignore[return-value]
+        _init_it, "GenServer", cls, args, kwargs, name=name, link=True, timeout=timeout
     )
 
 
@@ -289,13 +284,8 @@ def start(
     **kwargs: Any,
 ) -> Pid:
     """`start_link` without the link: the server does not end with its caller."""
-    return _gen.start(  # type: ignore[return-value]
-        _init_it,
-        (cls, args, kwargs),
-        name=name,
-        link=False,
-        timeout=timeout,
-        title=f"{name or cls.__name__} GenServer",
+    return _gen.start_callback(  # type: ignore[return-value]
+        _init_it, "GenServer", cls, args, kwargs, name=name, link=False, timeout=timeout
     )
 
 

@@ -506,13 +506,8 @@ def start_link(
     **kwargs: Any,
 ) -> Pid:
     """Start `cls` linked to the caller; see `GenStatem.start_link`."""
-    return _gen.start(  # type: ignore[return-value]
-        _init_it,
-        (cls, args, kwargs),
-        name=name,
-        link=True,
-        timeout=timeout,
-        title=f"{name or cls.__name__} GenStatem",
+    return _gen.start_callback(  # type: ignore[return-value]
+        _init_it, "GenStatem", cls, args, kwargs, name=name, link=True, timeout=timeout
     )
 
 
@@ -524,13 +519,8 @@ def start(
     **kwargs: Any,
 ) -> Pid:
     """Start `cls` without a link; see `GenStatem.start_link`."""
-    return _gen.start(  # type: ignore[return-value]
-        _init_it,
-        (cls, args, kwargs),
-        name=name,
-        link=False,
-        timeout=timeout,
-        title=f"{name or cls.__name__} GenStatem",
+    return _gen.start_callback(  # type: ignore[return-value]
+        _init_it, "GenStatem", cls, args, kwargs, name=name, link=False, timeout=timeout
     )
 
 

@@ -237,18 +237,23 @@ def _take_listener(owner: Any, rundir: str, tag: str) -> tuple[socket.socket, st
     return _bind_temp_listener(rundir, tag)
 
 
-def _spawn_direct(
-    p: Process,
+def _fork_child(
+    owner: Any,
+    tag: str,
+    close_parent: Callable[[set[int]], None],
+    spawner: Pid,
+    lifeline: int,
     fn: Callable[..., Any],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     link: bool,
     title: str,
-) -> Pid:
+) -> tuple[Pid, int]:
+    """Fork a process (from an OTP process or the root): (its Pid, our end of
+    the socketpair that connects it to `spawner`)."""
     a, b = socket.socketpair()
-    ls, tmp = _take_listener(p, p.rundir, f"{p.pid.id}-{next(p.seq)}")
+    ls, tmp = _take_listener(owner, owner.rundir, tag)
     serial = _runtime.new_serial()
-    p.ensure_sigchld()
     _flush_stdio()
     _runtime._forking = True
     try:
@@ -261,13 +266,13 @@ def _spawn_direct(
         # child would never see EOF (nor the spawner's death) on its own end.
         a.close()
         _child_main(
-            p.close_in_child,
-            p.rundir,
-            p.pid,
+            close_parent,
+            owner.rundir,
+            spawner,
             serial,
             b,
             ls,
-            p.lifeline,
+            lifeline,
             fn,
             args,
             kwargs,
@@ -277,10 +282,34 @@ def _spawn_direct(
     b.close()
     ls.close()
     child = Pid((_runtime.NODE_NAME, ospid, serial))
-    os.rename(tmp, sock_path(p.rundir, child))
-    a.setblocking(False)
-    p.add_conn(Conn(a.detach(), child, welcomed=True))
-    p.children[ospid] = child
+    os.rename(tmp, sock_path(owner.rundir, child))
+    return child, a.detach()
+
+
+def _spawn_direct(
+    p: Process,
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    link: bool,
+    title: str,
+) -> Pid:
+    p.ensure_sigchld()
+    child, fd = _fork_child(
+        p,
+        f"{p.pid.id}-{next(p.seq)}",
+        p.close_in_child,
+        p.pid,
+        p.lifeline,
+        fn,
+        args,
+        kwargs,
+        link,
+        title,
+    )
+    os.set_blocking(fd, False)
+    p.add_conn(Conn(fd, child, welcomed=True))
+    p.children[child.id] = child
     if link:
         p.links.add(child)
     p.spare = _bind_temp_listener(p.rundir, f"{p.pid.id}-{next(p.seq)}")
@@ -557,33 +586,19 @@ class _Root:
     def fork(
         self, fn: Any, args: Any, kwargs: Any, spawner: Pid, link: bool, title: str
     ) -> tuple[Pid, int]:
-        a, b = socket.socketpair()
         self.seq += 1
-        ls, tmp = _take_listener(self, self.rundir, f"root-{self.seq}")
-        serial = _runtime.new_serial()
-        _flush_stdio()
-        ospid = os.fork()
-        if ospid == 0:
-            a.close()
-            _child_main(
-                self.close_in_child,
-                self.rundir,
-                spawner,
-                serial,
-                b,
-                ls,
-                self.life_r,
-                fn,
-                args,
-                kwargs,
-                link,
-                title,
-            )
-        b.close()
-        ls.close()
-        child = Pid((_runtime.NODE_NAME, ospid, serial))
-        os.rename(tmp, sock_path(self.rundir, child))
-        return child, a.detach()
+        return _fork_child(
+            self,
+            f"root-{self.seq}",
+            self.close_in_child,
+            spawner,
+            self.life_r,
+            fn,
+            args,
+            kwargs,
+            link,
+            title,
+        )
 
     def shutdown(self) -> None:
         """Remove the runtime directory, then SIGKILL every process of the node."""
