@@ -10,8 +10,10 @@ the stop, no zombie and no runtime directory may remain.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import psutil
 import pytest
@@ -19,6 +21,9 @@ from hypothesis import settings
 
 from otp import _runtime
 from otp.testing import _otp_descendants, node_guard
+from otp.testing import wait_until as wait_until  # re-exported: tests import it from here
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 sys.path.insert(0, os.path.dirname(__file__))
 
@@ -38,3 +43,28 @@ def otp_node() -> Iterator[None]:
     """Every test of this suite gets the plugin's guard (see otp.testing)."""
     assert _runtime._proc is None, "a previous test left its node running"
     yield from node_guard()
+
+
+def run_program(
+    source: str, tmp_path: Any, timeout: float = 50, show_stdout: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Run `source` as a real program (its own main program and node), from
+    the repository root; assert it exits 0 and return what it printed.
+
+    For what only a whole program shows: its stderr (crash and supervisor
+    reports), its exit, its node's end.
+    """
+    script = tmp_path / "script.py"
+    script.write_text(source)
+    env = dict(os.environ, PYTHONPATH=REPO, PYTHONDONTWRITEBYTECODE="1")
+    proc = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=REPO,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, (proc.stdout if show_stdout else "") + proc.stderr
+    return proc

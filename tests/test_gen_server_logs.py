@@ -11,13 +11,11 @@ exit, so all the children's output is there when the script ends.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from conftest import run_program
 
 PRELUDE = """
 import otp
@@ -49,20 +47,7 @@ def wait_down(pid):
 
 
 def _run(body: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    script = tmp_path / "script.py"
-    script.write_text(PRELUDE + textwrap.dedent(body))
-    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONDONTWRITEBYTECODE="1")
-    proc = subprocess.run(
-        [sys.executable, str(script)],
-        cwd=REPO,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=40,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc
+    return run_program(PRELUDE + textwrap.dedent(body), tmp_path, timeout=40)
 
 
 def test_a_crash_in_a_callback_writes_one_crash_report(tmp_path: Path) -> None:

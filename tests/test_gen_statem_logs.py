@@ -9,13 +9,11 @@ is written before the script exits.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from conftest import run_program
 
 PRELUDE = """
 import otp
@@ -46,20 +44,7 @@ def wait_down(pid):
 
 
 def _run(body: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    script = tmp_path / "script.py"
-    script.write_text(PRELUDE + textwrap.dedent(body))
-    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONDONTWRITEBYTECODE="1")
-    proc = subprocess.run(
-        [sys.executable, str(script)],
-        cwd=REPO,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=50,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc
+    return run_program(PRELUDE + textwrap.dedent(body), tmp_path, timeout=50)
 
 
 def test_an_exception_in_a_state_callback_writes_one_crash_report(tmp_path: Path) -> None:

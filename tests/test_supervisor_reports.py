@@ -8,14 +8,12 @@ so every report is written before it exits.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from conftest import run_program
 
 PRELUDE = """
 import otp
@@ -53,20 +51,7 @@ otp.trap_exit(True)
 
 
 def _run(body: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    script = tmp_path / "script.py"
-    script.write_text(PRELUDE + textwrap.dedent(body))
-    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONDONTWRITEBYTECODE="1")
-    proc = subprocess.run(
-        [sys.executable, str(script)],
-        cwd=REPO,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=50,
-    )
-    assert proc.returncode == 0, proc.stderr
-    return proc
+    return run_program(PRELUDE + textwrap.dedent(body), tmp_path, timeout=50, show_stdout=False)
 
 
 def _reports(stderr: str) -> list[str]:
