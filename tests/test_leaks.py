@@ -367,10 +367,13 @@ def test_main_program_killed_with_sigkill_takes_its_serving_tree_down_within_a_s
     # Top and solo are linked to the program: seeing it die ("killed"), Top
     # starts stopping its children, in order, as OTP's supervisor does on
     # its parent's exit (and solo runs its terminate), while the root kills
-    # the whole node. Whatever ran of Top's shutdown ran in OTP's order.
+    # the whole node. Whatever ran of Top's shutdown ran in OTP's order: a
+    # subsequence of it, since a sub-supervisor the root kills mid-shutdown
+    # cuts its own subtree short (Top then goes on to the next child).
     stops = [x.split()[1] for x in log_lines(log) if x.startswith("stop")]
     top = [name for name in stops if name != "solo"]
-    assert top == STOP_ORDER[: len(top)], stops
+    order = iter(STOP_ORDER)
+    assert all(name in order for name in top), stops  # in order, gaps allowed
 
 
 @pytest.mark.parametrize("how", ["script", "otp_run"])
