@@ -12,7 +12,19 @@ with otp.node.Node() as node:   # a node for a block, e.g. a test
 
 otp.node.start(name="py@127.0.0.1", cookie="SECRET")   # a distributed node
 otp.send(("counter", "e@127.0.0.1"), ("add", 5))       # to another node
+
+otp.node.start(name="app@host1.example.com", cookie=SECRET,     # across machines:
+               tls=otp.node.TLS(certfile="node.pem", keyfile="node.key",
+                                cafile="ca.pem"),
+               listen="0.0.0.0")
 ```
+
+A distributed node listens on 127.0.0.1 unless `listen` says otherwise, and
+refuses a network address over plain TCP (the cookie authenticates, it does
+not encrypt) unless `tls` is given, which is the way across machines (see
+otp.dist._tls: mutual TLS as erl's `inet_tls_dist`, so erl nodes with the
+same CA join), or `allow_plain_tcp=True` names the risk. When no epmd runs
+on the host, the node starts a port mapper of its own (otp.dist._portmapper).
 
 A name with an `@` (`alive@host`, as Erlang's long and short names) makes the
 node distributed: it joins as a hidden node over the Erlang distribution
@@ -33,12 +45,13 @@ from __future__ import annotations
 from typing import Any
 
 from . import _runtime
-from ._exceptions import BadArg, OTPError
+from ._exceptions import BadArg
 from ._node import Node, ensure_started
 from ._node import start as _start
 from ._node import stop as _stop
+from .dist._tls import TLS, check_listen
 
-__all__ = ["Node", "flush_logs", "rundir", "start", "stop"]
+__all__ = ["TLS", "Node", "flush_logs", "rundir", "start", "stop"]
 
 _DEFAULT_NAME = _runtime.NODE_NAME
 _distributed = False
@@ -51,6 +64,8 @@ def start(
     port: int | None = None,
     *,
     epmd: int | None = None,
+    listen: str = "127.0.0.1",
+    allow_plain_tcp: bool = False,
 ) -> Any:
     """Start the local node. Raises OTPError if it is already started.
 
@@ -59,27 +74,47 @@ def start(
             or `"app@myhost"`); any other name is a label.
         cookie: the shared secret of the cluster; None reads (or creates)
             `~/.erlang.cookie`, as erl does.
-        tls: TLS distribution: not implemented yet (raises OTPError).
+        tls: `otp.node.TLS(certfile=, keyfile=, cafile=)`: every connection
+            to and from other nodes runs over mutual TLS, as erl's
+            `-proto_dist inet_tls` (see otp.dist._tls). None: plain TCP.
         port: the distribution port to listen on (None: any free port).
-        epmd: the port of epmd (None: `ERL_EPMD_PORT`, else 4369).
+        epmd: the port of epmd (None: `ERL_EPMD_PORT`, else 4369). When
+            nothing answers there, the node runs a port mapper of its own.
+        listen: the address the distribution listener binds: "127.0.0.1"
+            (default: this machine only), "0.0.0.0" (every interface) or one
+            interface's address.
+        allow_plain_tcp: allow a non-loopback `listen` without `tls` (for a
+            network you trust completely).
 
     Raises:
-        OTPError: already started, or distribution could not start (no epmd
-            running, the name is taken...); the node is then not started.
+        BadArg: a non-loopback `listen` without `tls` or `allow_plain_tcp`,
+            or TLS files that cannot be loaded; raised before anything
+            starts or binds.
+        OTPError: already started, or distribution could not start (the
+            name is taken, the port is in use...); the node is then not
+            started.
     """
     global _distributed
     if name is None or "@" not in name:
         if cookie is not None or tls is not None or port is not None or epmd is not None:
             raise BadArg(f"a distributed node needs a name alive@host, not {name!r}")
         return _start(name)
+    # Checked here, in the caller, before the node forks anything: a refused
+    # listener or unreadable certificates are the caller's error to see, and
+    # nothing may have listened on the network even for a moment.
     if tls is not None:
-        raise OTPError("TLS distribution is not implemented yet (issue 12)")
+        if not isinstance(tls, TLS):
+            raise BadArg(f"tls must be an otp.node.TLS(certfile=, keyfile=, cafile=), not {tls!r}")
+        tls.server_context()
+        tls.client_context()
+    check_listen(listen, tls, allow_plain_tcp)
     from .dist import _process
 
     proc = _start(name)  # sets the node's name before the root forks
     _distributed = True
+    options = {"tls": tls, "host": listen, "allow_plain_tcp": allow_plain_tcp}
     try:
-        _process.start(name, cookie, epmd=epmd, port=port or 0)
+        _process.start(name, cookie, epmd=epmd, port=port or 0, options=options)
     except BaseException:
         stop()
         raise

@@ -18,6 +18,11 @@ no stale entry survives a crash.
 Every request is length-prefixed (2 bytes); replies are not. Requests and
 replies follow the ERTS User's Guide, "Distribution Protocol", section
 "EPMD Protocol".
+
+When nothing listens on the port, the client raises `EpmdUnreachable`;
+`otp.dist._node.DistNode` then starts a port mapper of its own
+(`otp.dist._portmapper`), which speaks the same protocol, so these calls
+work unchanged against either.
 """
 
 from __future__ import annotations
@@ -28,7 +33,15 @@ import struct
 
 from .._exceptions import OTPError
 
-__all__ = ["EpmdError", "Registration", "epmd_port", "names", "port_please", "register"]
+__all__ = [
+    "EpmdError",
+    "EpmdUnreachable",
+    "Registration",
+    "epmd_port",
+    "names",
+    "port_please",
+    "register",
+]
 
 DEFAULT_PORT = 4369
 ALIVE2_REQ = 120
@@ -46,6 +59,10 @@ VERSION = 6  # handshake version 6 (OTP 23+); the only one we speak
 
 class EpmdError(OTPError):
     """epmd refused a request or could not be reached."""
+
+
+class EpmdUnreachable(EpmdError):
+    """Nothing answers on the port mapper's port (no epmd runs there)."""
 
 
 def epmd_port() -> int:
@@ -68,7 +85,7 @@ def _connect(host: str, port: int | None, timeout: float) -> socket.socket:
     try:
         return socket.create_connection((host, port or epmd_port()), timeout=timeout)
     except OSError as e:
-        raise EpmdError(f"no epmd on {host}:{port or epmd_port()}: {e}") from None
+        raise EpmdUnreachable(f"no epmd on {host}:{port or epmd_port()}: {e}") from None
 
 
 class Registration:
@@ -82,6 +99,13 @@ class Registration:
 
     def close(self) -> None:
         """Unregister (epmd forgets the name when the connection closes)."""
+        # shutdown first: a thread blocked in recv on this socket (the
+        # node's watcher of its registration) wakes up; close alone would
+        # leave it blocked on Linux.
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         try:
             self.sock.close()
         except OSError:
@@ -177,6 +201,8 @@ def names(
         data = bytearray()
         while chunk := s.recv(4096):
             data += chunk
+    except OSError as e:
+        raise EpmdError(f"epmd names request failed: {e}") from None
     finally:
         s.close()
     out = {}

@@ -10,6 +10,10 @@ Two nodes that share a cookie open a connection like this (ERTS User's Guide,
     A -> B  'r' challenge_A(4) md5(cookie ++ str(challenge_B))
     B -> A  'a' md5(cookie ++ str(challenge_A))
 
+Under TLS distribution (`otp.dist._tls`) the same packets travel inside TLS
+with a 4-byte length prefix instead (`packet=4`, as `inet_tls_dist` sets
+`{packet, 4}`); everything else is identical.
+
 Each side proves it knows the cookie without sending it; a wrong digest ends
 the handshake (the cookie authenticates, it does not encrypt: see
 distribution.md). We join as a *hidden* node (no DFLAG_PUBLISHED), which
@@ -64,6 +68,7 @@ DFLAG_BIG_CREATION = 0x40000
 DFLAG_HANDSHAKE_23 = 0x1000000
 DFLAG_UNLINK_ID = 0x2000000
 DFLAG_MANDATORY_25_DIGEST = 0x4000000
+DFLAG_SPAWN = 0x1 << 32
 DFLAG_V4_NC = 0x4 << 32
 
 # OTP 25 refuses a peer without these (dist_util.erl, MANDATORY_DFLAGS_25).
@@ -82,7 +87,7 @@ MANDATORY = (
 )
 # What we offer. No DFLAG_PUBLISHED (hidden), no atom cache and no fragments
 # (so every packet is one whole 'p' message), no EXIT_PAYLOAD/SEND_SENDER/
-# ALIAS/SPAWN: erl then uses the control forms every version understands.
+# ALIAS: erl then uses the control forms every version understands.
 FLAGS = (
     MANDATORY
     | DFLAG_MANDATORY_25_DIGEST
@@ -90,6 +95,9 @@ FLAGS = (
     | DFLAG_DIST_MONITOR_NAME
     | DFLAG_UNLINK_ID
     | DFLAG_V4_NC
+    # SPAWN_REQUEST/SPAWN_REPLY (otp/dist/_process.py): without it erl's
+    # spawn(Node, M, F, A) falls back to an older net_kernel protocol.
+    | DFLAG_SPAWN
 )
 
 HANDSHAKE_TIMEOUT = 10.0
@@ -140,7 +148,7 @@ def load_cookie(cookie: str | None = None, path: str | None = None) -> str:
     return value
 
 
-def _recv_exact(s: socket.socket, n: int) -> bytes:
+def _recv_exact(s: Any, n: int) -> bytes:
     buf = bytearray()
     while len(buf) < n:
         chunk = s.recv(n - len(buf))
@@ -150,15 +158,20 @@ def _recv_exact(s: socket.socket, n: int) -> bytes:
     return bytes(buf)
 
 
-def _recv_packet(s: socket.socket) -> bytes:
-    (n,) = struct.unpack(">H", _recv_exact(s, 2))
+_LENGTH = {2: struct.Struct(">H"), 4: struct.Struct(">I")}
+
+
+def _recv_packet(s: Any, packet: int = 2) -> bytes:
+    (n,) = _LENGTH[packet].unpack(_recv_exact(s, packet))
+    # Checked before reading the body: an absurd length from a hostile peer
+    # (4 GiB under TLS's 4-byte prefix) must not make us wait for or buffer it.
     if n == 0 or n > MAX_HANDSHAKE_PACKET:
         raise HandshakeError(f"a handshake packet of {n} bytes")
     return _recv_exact(s, n)
 
 
-def _send_packet(s: socket.socket, data: bytes) -> None:
-    s.sendall(struct.pack(">H", len(data)) + data)
+def _send_packet(s: Any, data: bytes, packet: int = 2) -> None:
+    s.sendall(_LENGTH[packet].pack(len(data)) + data)
 
 
 def _check_flags(flags: int, peer: str) -> None:
@@ -179,29 +192,36 @@ def _parse_name(data: bytes, off: int) -> str:
 
 
 def connect(
-    sock: socket.socket, name: str, cookie: str, creation: int, flags: int = FLAGS
+    sock: Any,
+    name: str,
+    cookie: str,
+    creation: int,
+    flags: int = FLAGS,
+    *,
+    packet: int = 2,
 ) -> Connection:
-    """Run the handshake as the connecting side (A) on a connected socket."""
+    """Run the handshake as the connecting side (A) on a connected socket
+    (a `socket.socket`, or a `_tls.TLSSocket` with `packet=4`)."""
     sock.settimeout(HANDSHAKE_TIMEOUT)
     try:
         raw = name.encode("utf-8")
-        _send_packet(sock, b"N" + struct.pack(">QIH", flags, creation, len(raw)) + raw)
-        status = _recv_packet(sock)
+        _send_packet(sock, b"N" + struct.pack(">QIH", flags, creation, len(raw)) + raw, packet)
+        status = _recv_packet(sock, packet)
         if status[:1] != b"s":
             raise HandshakeError(f"expected a status, got {status[:1]!r}")
         if status[1:] not in (b"ok", b"ok_simultaneous"):
             raise HandshakeError(
                 f"the peer refused the connection: {status[1:].decode(errors='replace')}"
             )
-        ch = _recv_packet(sock)
+        ch = _recv_packet(sock, packet)
         if ch[:1] != b"N" or len(ch) < 1 + _name_msg.size + 2:
             raise HandshakeError("expected the peer's challenge ('N')")
         pflags, pchallenge, pcreation = _name_msg.unpack_from(ch, 1)
         peer = _parse_name(ch, 1 + _name_msg.size)
         _check_flags(pflags, peer)
         mine = secrets.randbits(32)
-        _send_packet(sock, b"r" + struct.pack(">I", mine) + digest(pchallenge, cookie))
-        ack = _recv_packet(sock)
+        _send_packet(sock, b"r" + struct.pack(">I", mine) + digest(pchallenge, cookie), packet)
+        ack = _recv_packet(sock, packet)
         if ack[:1] != b"a" or len(ack) != 17:
             raise HandshakeError("expected the challenge ack ('a')")
         if not secrets.compare_digest(ack[1:], digest(mine, cookie)):
@@ -213,35 +233,44 @@ def connect(
 
 
 def accept(
-    sock: socket.socket, name: str, cookie: str, creation: int, flags: int = FLAGS
+    sock: Any,
+    name: str,
+    cookie: str,
+    creation: int,
+    flags: int = FLAGS,
+    *,
+    packet: int = 2,
 ) -> Connection:
-    """Run the handshake as the accepting side (B) on an accepted socket.
+    """Run the handshake as the accepting side (B) on an accepted socket
+    (a `socket.socket`, or a `_tls.TLSSocket` with `packet=4`).
 
     The cookie check happens here: a peer whose digest is wrong is refused
     and the socket closed by the caller; it never gets a Connection.
     """
     sock.settimeout(HANDSHAKE_TIMEOUT)
     try:
-        first = _recv_packet(sock)
+        first = _recv_packet(sock, packet)
         if first[:1] != b"N" or len(first) < 1 + 12 + 2:
             # 'n' is the version 5 handshake (OTP < 23): not spoken here.
             raise HandshakeError(f"expected send_name ('N'), got {first[:1]!r}")
         pflags, pcreation = struct.unpack_from(">QI", first, 1)
         peer = _parse_name(first, 13)
         _check_flags(pflags, peer)
-        _send_packet(sock, b"sok")
+        _send_packet(sock, b"sok", packet)
         mine = secrets.randbits(32)
         raw = name.encode("utf-8")
         _send_packet(
-            sock, b"N" + _name_msg.pack(flags, mine, creation) + struct.pack(">H", len(raw)) + raw
+            sock,
+            b"N" + _name_msg.pack(flags, mine, creation) + struct.pack(">H", len(raw)) + raw,
+            packet,
         )
-        reply = _recv_packet(sock)
+        reply = _recv_packet(sock, packet)
         if reply[:1] != b"r" or len(reply) != 21:
             raise HandshakeError("expected the challenge reply ('r')")
         (pchallenge,) = struct.unpack_from(">I", reply, 1)
         if not secrets.compare_digest(reply[5:], digest(mine, cookie)):
             raise HandshakeError(f"{peer} does not know our cookie: connection refused")
-        _send_packet(sock, b"a" + digest(pchallenge, cookie))
+        _send_packet(sock, b"a" + digest(pchallenge, cookie), packet)
     except (OSError, struct.error) as e:
         raise HandshakeError(f"handshake failed: {e}") from None
     sock.settimeout(None)
@@ -259,7 +288,7 @@ class Connection:
 
     TICK = b"\0\0\0\0"
 
-    def __init__(self, sock: socket.socket, peer: str, flags: int, creation: int) -> None:
+    def __init__(self, sock: Any, peer: str, flags: int, creation: int) -> None:
         self.sock = sock
         self.peer = peer
         self.flags = flags
@@ -268,6 +297,10 @@ class Connection:
         self.last_sent = time.monotonic()
         self.last_recv = time.monotonic()
         self._lock = threading.Lock()
+        # Set when an event loop owns this connection's I/O (the dist
+        # process's: otp/dist/_pump.py): writes are then queued there, never
+        # blocking, and `close` leaves the descriptor to it.
+        self.pump: Any = None
 
     def send(self, control: Any, message: Any = None, *, has_message: bool = False) -> None:
         codec = self.codec or _etf._default
@@ -288,6 +321,9 @@ class Connection:
         self._write(self.TICK)
 
     def _write(self, data: bytes) -> None:
+        if self.pump is not None:
+            self.pump.write(data)
+            return
         with self._lock:
             self.sock.sendall(data)
             self.last_sent = time.monotonic()
@@ -330,4 +366,9 @@ class Connection:
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
+        if self.pump is not None:
+            # The pump reads the EOF this makes, then unregisters and closes
+            # the descriptor and drops the peer: closed here, it would leave
+            # the epoll unseen and the peer would never be dropped.
+            return
         self.sock.close()

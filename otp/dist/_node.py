@@ -24,14 +24,38 @@ What it hands on: SEND and REG_SEND to `handlers`, callables registered by
 name (`register`) or for every Pid-addressed message (`on_send`). The bridge
 into the runtime's processes is one such handler.
 
-Limits of this version: every connection is plain TCP (no TLS yet); there is
-no port mapper of our own when no epmd runs; links, EXIT and SPAWN_REQUEST
-from peers are ignored.
+Listening, and who may connect
+------------------------------
+The listener binds `host` (127.0.0.1 by default). A non-loopback address
+over plain TCP is refused at construction, before anything binds, unless
+`tls` is given (every connection then runs TLS first, with mutual
+certificate checks: `otp.dist._tls`) or `allow_plain_tcp=True` says the
+network is trusted. Every accepted connection gets its handshake in a
+thread of its own under a deadline (`_handshake.HANDSHAKE_TIMEOUT`), at
+most `MAX_PENDING` at once: a silent, slow or malformed peer is dropped
+without holding up the others, and a wrong cookie, an untrusted
+certificate, a bad packet or an absurd length closes that connection only
+(`refused` keeps the last reasons, for logs and tests).
+
+The port mapper
+---------------
+`start` registers the node's name and port with epmd. When nothing listens
+on epmd's port, it starts a port mapper of its own in this process
+(`otp.dist._portmapper`, whose docstring explains the lifetime) and
+registers there. A thread watches the registration: if the mapper goes
+away (its owning node stopped), the node registers again, starting a
+mapper itself if no other node has yet.
+
+Links, exit signals (LINK, UNLINK_ID, EXIT, EXIT2) and SPAWN_REQUEST /
+SPAWN_REPLY go to `on_signal`: the dist process handles them
+(`otp.dist._process`); a bare DistNode ignores them.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import errno
 import socket
 import threading
 import time
@@ -40,7 +64,7 @@ from typing import Any
 
 from .._exceptions import OTPError
 from .._terms import Pid, Ref
-from . import _epmd, _etf, _handshake
+from . import _epmd, _etf, _handshake, _portmapper, _tls
 from ._etf import Atom
 
 __all__ = ["DistNode"]
@@ -66,6 +90,14 @@ _NOPROC = Atom("noproc")
 
 Handler = Callable[[Any, Any], None]  # (sender Pid or None, message)
 
+# Handshakes in progress at once; beyond, new connections are closed at once
+# (erl bounds its pending TLS accepts the same way): a flood of silent
+# connections cannot make a thread each.
+MAX_PENDING = 64
+# How long `start` keeps trying to register when port mappers come and go
+# (two nodes racing to start one, an owner stopping at that moment).
+REGISTER_DEADLINE = 10.0
+
 
 def _split(node: str) -> tuple[str, str]:
     alive, _, host = node.partition("@")
@@ -81,9 +113,15 @@ class DistNode:
         name: `alive@host`, e.g. `"py@127.0.0.1"` (long) or `"py@vm"` (short).
         cookie: the shared secret; None reads (or creates) `~/.erlang.cookie`.
         port: the listening port; 0 picks a free one.
-        host: the address to listen on. Only loopback unless `allow_remote`:
-            a cookie is no protection on an open network (distribution.md).
+        host: the address to listen on. Loopback unless `tls` is given or
+            `allow_plain_tcp`: a cookie is no protection on an open network
+            (distribution.md). "0.0.0.0" is every interface.
+        allow_plain_tcp: allow a non-loopback `host` without TLS.
+        tls: an `otp.dist._tls.TLS`: every connection, both ways, runs TLS
+            (mutual certificates, checked against its `cafile`) before the
+            handshake, as erl's `inet_tls_dist`.
         epmd: epmd's port (default `ERL_EPMD_PORT` or 4369).
+        portmapper: start a port mapper of our own when no epmd answers.
         ticktime: `net_ticktime` in seconds: a tick is sent after a quarter of
             it without traffic, and a peer silent for all of it is dropped.
     """
@@ -95,16 +133,19 @@ class DistNode:
         *,
         port: int = 0,
         host: str = "127.0.0.1",
-        allow_remote: bool = False,
+        allow_plain_tcp: bool = False,
+        tls: _tls.TLS | None = None,
         epmd: int | None = None,
+        portmapper: bool = True,
         ticktime: float = 60.0,
     ) -> None:
         _split(name)
-        if not allow_remote and host not in ("127.0.0.1", "::1", "localhost"):
-            raise OTPError(
-                f"listening on {host} without TLS exposes this node to anyone with the "
-                "cookie: pass allow_remote=True to do it anyway"
-            )
+        # Before anything binds (a refused configuration must never be
+        # reachable, not even for a moment).
+        _tls.check_listen(host, tls, allow_plain_tcp)
+        self.tls = tls
+        self.portmapper = portmapper
+        self.mapper: _portmapper.PortMapper | None = None  # ours, if we started one
         self.name = name
         self.cookie = _handshake.load_cookie(cookie)
         self.host = host
@@ -129,7 +170,9 @@ class DistNode:
         # control, message). When set, `handlers`, `on_send` and
         # `on_reg_send` are not used: the dist process routes everything.
         self.on_signal: Callable[[str, tuple[Any, ...], Any], None] | None = None
-        self.refused: list[tuple[str, str]] = []  # (peer address, why): for tests and logs
+        # (peer address, why) of the last refused connections: for tests and
+        # logs; bounded, since anyone who can connect can add to it.
+        self.refused: collections.deque[tuple[str, str]] = collections.deque(maxlen=100)
         # ref -> (peer node, monitored name, monitoring Pid)
         self._monitors: dict[Ref, tuple[str, Any, Any]] = {}
         self._lock = threading.RLock()
@@ -137,31 +180,47 @@ class DistNode:
         self._threads: list[threading.Thread] = []
         self._listener: socket.socket | None = None
         self._registration: _epmd.Registration | None = None
+        self._epmd_lock = threading.Lock()  # _registration and mapper vs stop()
+        self._pending = threading.BoundedSemaphore(MAX_PENDING)
+        self._server_ctx: Any = None
+        self._client_ctx: Any = None
 
     # -- life cycle -------------------------------------------------------------
 
     def start(self) -> DistNode:
-        """Listen, register with epmd, start accepting; returns self."""
-        lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        lsock.bind((self.host if self.host != "localhost" else "127.0.0.1", self.port))
-        lsock.listen(64)
-        self._listener = lsock
-        self.port = lsock.getsockname()[1]
-        alive, _ = _split(self.name)
+        """Listen, register with epmd (or our own port mapper), start
+        accepting; returns self."""
+        if self.tls is not None:
+            # Loaded first: a missing or mismatched file is an error before
+            # anything listens.
+            self._server_ctx = self.tls.server_context()
+            self._client_ctx = self.tls.client_context()
+        host = "127.0.0.1" if self.host == "localhost" else self.host
+        lsock = socket.socket(
+            socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM
+        )
         try:
-            self._registration = _epmd.register(alive, self.port, epmd=self.epmd)
+            lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            lsock.bind((host, self.port))
+            lsock.listen(128)
+            self._listener = lsock
+            self.port = lsock.getsockname()[1]
+            self._registration = self._register()
         except BaseException:
             lsock.close()
+            self._stop_mapper()
             raise
         self.creation = self._registration.creation
         self.codec.creation = self.creation
         self._spawn(self._accept_loop, "dist-accept")
         self._spawn(self._tick_loop, "dist-tick")
+        self._spawn(self._epmd_watch, "dist-epmd")
         return self
 
     def stop(self) -> None:
-        """Close every connection, unregister from epmd, stop the threads."""
+        """Close every connection, unregister from epmd, stop our port
+        mapper if we run one (the other nodes registered with it take over:
+        see `otp.dist._portmapper`), stop the threads."""
         self._stopping.set()
         if self._listener is not None:
             with contextlib.suppress(OSError):
@@ -172,11 +231,108 @@ class DistNode:
             self.connections.clear()
         for c in conns:
             c.close()
-        if self._registration is not None:
-            self._registration.close()
-        for t in self._threads:
+        # Under _epmd_lock: the watcher never installs a registration or a
+        # mapper once _stopping is set, so nothing is left registered.
+        with self._epmd_lock:
+            reg, self._registration = self._registration, None
+        if reg is not None:
+            reg.close()
+        self._stop_mapper()
+        for t in list(self._threads):
             if t is not threading.current_thread():
                 t.join(5)
+
+    def _stop_mapper(self) -> None:
+        with self._epmd_lock:
+            mapper, self.mapper = self.mapper, None
+        if mapper is not None:
+            mapper.stop()
+
+    # -- the port mapper ------------------------------------------------------------
+
+    def _register(self) -> _epmd.Registration:
+        """Register with the port mapper, starting ours if none answers.
+
+        Two nodes may find no mapper at the same moment: one binds the port,
+        the other's bind fails (EADDRINUSE) and it registers with the winner
+        on its next try.
+        """
+        alive, _ = _split(self.name)
+        deadline = time.monotonic() + REGISTER_DEADLINE
+        delay = 0.01
+        while True:
+            try:
+                return _epmd.register(alive, self.port, epmd=self.epmd)
+            except _epmd.EpmdUnreachable:
+                if not self.portmapper or self.mapper is not None:
+                    raise
+                if self._start_mapper():
+                    continue
+                if time.monotonic() > deadline:
+                    raise
+            # Another mapper is starting (or stopping) right now: retry soon.
+            # Not a test's synchronisation: a bounded retry in the library.
+            if self._stopping.wait(delay):
+                raise _epmd.EpmdError("the node is stopping")
+            delay = min(delay * 2, 0.5)
+
+    def _start_mapper(self) -> bool:
+        """Start our port mapper; False if another one holds the port."""
+        mapper = _portmapper.PortMapper(
+            port=self.epmd,
+            addresses=_portmapper.default_addresses(
+                None if _tls.is_loopback(self.host) else self.host
+            ),
+        )
+        try:
+            mapper.start()
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                return False
+            raise
+        with self._epmd_lock:
+            if not self._stopping.is_set():
+                self.mapper = mapper
+                return True
+        mapper.stop()
+        return False
+
+    def _epmd_watch(self) -> None:
+        """Register again whenever the registration ends (see the module
+        docstring). The name stays with the same creation: this is the same
+        incarnation of the node, only the mapper changed."""
+        while not self._stopping.is_set():
+            reg = self._registration
+            if reg is None:
+                return
+            try:
+                data = reg.sock.recv(64)
+            except OSError:
+                data = b""
+            if data or self._stopping.is_set():
+                continue  # a port mapper never speaks after its reply: ignored
+            reg.close()
+            # Ours, if we ran it, has failed: the next _register starts one.
+            self._stop_mapper()
+            delay = 0.01
+            while not self._stopping.is_set():
+                try:
+                    new = self._register()
+                except (OSError, OTPError):
+                    # E.g. the old mapper closed our request while it stopped,
+                    # or a name still held by a real epmd: try again, backing
+                    # off (a bounded retry in the library, not a test's sleep).
+                    if self._stopping.wait(delay):
+                        return
+                    delay = min(delay * 2, 1.0)
+                    continue
+                with self._epmd_lock:
+                    if not self._stopping.is_set():
+                        self._registration = new
+                        new = None  # type: ignore[assignment]
+                if new is not None:
+                    new.close()
+                break
 
     def __enter__(self) -> DistNode:
         return self.start()
@@ -186,6 +342,9 @@ class DistNode:
 
     def _spawn(self, fn: Callable[..., None], name: str, *args: Any) -> None:
         t = threading.Thread(target=fn, args=args, name=name, daemon=True)
+        # Forget finished threads (one per handshake and per connection ever
+        # made): a long-lived node must not keep a list that only grows.
+        self._threads = [x for x in self._threads if x.is_alive()]
         self._threads.append(t)
         t.start()
 
@@ -212,7 +371,10 @@ class DistNode:
             sock = socket.create_connection((host, found[0]), timeout=_handshake.HANDSHAKE_TIMEOUT)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             try:
-                c = _handshake.connect(sock, self.name, self.cookie, self.creation)
+                if self._client_ctx is None:
+                    c = _handshake.connect(sock, self.name, self.cookie, self.creation)
+                else:
+                    c = self._connect_tls(sock, node, host)
             except BaseException:
                 sock.close()
                 raise
@@ -220,6 +382,17 @@ class DistNode:
             # an early reply must find this connection, not open a second one.
             self._add(c)
             return c
+
+    def _connect_tls(self, sock: socket.socket, node: str, host: str) -> _handshake.Connection:
+        try:
+            tsock = _tls.TLSSocket.client(
+                sock, self._client_ctx, host, _handshake.HANDSHAKE_TIMEOUT
+            )
+        except OSError as e:
+            raise _handshake.HandshakeError(f"TLS with {node} failed: {e}") from None
+        # inet_tls_dist runs the handshake with {packet, 4} (distribution.md,
+        # pitfall 1).
+        return _handshake.connect(tsock, self.name, self.cookie, self.creation, packet=4)
 
     def send(self, dest: Any, message: Any) -> None:
         """Send to a remote Pid, or to `(name, node)`."""
@@ -256,24 +429,52 @@ class DistNode:
         while not self._stopping.is_set():
             try:
                 sock, addr = self._listener.accept()
-            except OSError:
+            except OSError as e:
+                if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    # Out of descriptors: keep listening (a flood must not
+                    # stop the node accepting for good); wait a little.
+                    if self._stopping.wait(0.1):
+                        return
+                    continue
                 return
+            if not self._pending.acquire(blocking=False):
+                self.refused.append((str(addr), "too many handshakes in progress"))
+                sock.close()
+                continue
             # The handshake runs in a thread of its own so that a slow or
             # silent peer cannot stall every other node's connection attempt.
             self._spawn(self._handshake_in, "dist-handshake", sock, addr)
 
     def _handshake_in(self, sock: socket.socket, addr: Any) -> None:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
-            c = _handshake.accept(sock, self.name, self.cookie, self.creation)
-        except _handshake.HandshakeError as e:
-            self.refused.append((str(addr), str(e)))
-            sock.close()
+            c = self._accept_one(sock, addr)
+        finally:
+            self._pending.release()
+        if c is None:
             return
         if self._stopping.is_set():
             c.close()
             return
         self._add(c)
+
+    def _accept_one(self, sock: socket.socket, addr: Any) -> _handshake.Connection | None:
+        """TLS (if configured), then the handshake; None if refused (closed)."""
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self._server_ctx is None:
+                return _handshake.accept(sock, self.name, self.cookie, self.creation)
+            try:
+                tsock = _tls.TLSSocket.server(sock, self._server_ctx, _handshake.HANDSHAKE_TIMEOUT)
+            except OSError as e:
+                # A plain-TCP node, an untrusted or missing certificate, or
+                # garbage: refused before any distribution byte is read.
+                raise _handshake.HandshakeError(f"TLS: {e}") from None
+            return _handshake.accept(tsock, self.name, self.cookie, self.creation, packet=4)
+        except (_handshake.HandshakeError, OSError) as e:
+            self.refused.append((str(addr), str(e)))
+            with contextlib.suppress(OSError):
+                sock.close()
+            return None
 
     def _read_loop(self, c: _handshake.Connection) -> None:
         try:

@@ -92,6 +92,7 @@ def start(
     port: int = 0,
     ticktime: float = 60.0,
     timeout: float = 10.0,
+    options: dict[str, Any] | None = None,
 ) -> Pid:
     """Spawn the dist process for node `name`; returns its Pid once it listens,
     is registered with epmd and holds the name `net_kernel`.
@@ -105,7 +106,9 @@ def start(
             "otp.node.start(name=...) before any other otp call"
         )
     me = _api.self_pid()
-    pid = _api.spawn(_main, name, cookie, epmd, port, ticktime, me)
+    # `options`: DistNode's listener keywords (tls, host, allow_plain_tcp),
+    # passed through as they are (see otp.node.start).
+    pid = _api.spawn(_main, name, cookie, epmd, port, ticktime, me, options)
     reply = _runtime.receive(
         lambda m: type(m) is tuple and len(m) == 3 and m[0] == "$dist_started" and m[1] == pid,
         timeout,
@@ -116,10 +119,16 @@ def start(
 
 
 def _main(
-    name: str, cookie: str | None, epmd: int | None, port: int, ticktime: float, parent: Pid
+    name: str,
+    cookie: str | None,
+    epmd: int | None,
+    port: int,
+    ticktime: float,
+    parent: Pid,
+    options: dict[str, Any] | None = None,
 ) -> None:
     me = _api.self_pid()
-    node = DistNode(name, cookie, epmd=epmd, port=port, ticktime=ticktime)
+    node = DistNode(name, cookie, epmd=epmd, port=port, ticktime=ticktime, **(options or {}))
     router = _Router(node)
     try:
         node.start()
