@@ -217,13 +217,16 @@ class PortMapper:
         self.stop()
 
     def _close_all(self) -> None:
-        for c in list(self._conns.values()):
-            self._close(c)
+        # Listeners first: the nodes registered here re-register as soon as
+        # their connection ends, and should find the port already free (to
+        # take it over), not a listener about to close on them.
         for s in self._listeners:
             with contextlib.suppress(KeyError, ValueError):
                 self._sel.unregister(s)
             s.close()
         self._listeners.clear()
+        for c in list(self._conns.values()):
+            self._close(c)
         with contextlib.suppress(OSError):
             self._sel.close()
         self._wake_r.close()
