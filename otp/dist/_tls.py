@@ -23,6 +23,9 @@ Python and Erlang nodes configured with one CA talk to each other):
    host of the node it asked for (`app@host1.example.com` needs a
    certificate for `host1.example.com`; `app@127.0.0.1` one with the IP
    address `127.0.0.1` in its subjectAltName), as erl does through SNI.
+   For a node named by IP address, list the address twice, as `IP:` and as
+   `DNS:`: Python checks the IP entry, erl checks the host as a DNS name
+   (and refuses with `{bad_cert, hostname_check_failed}` without it).
    `TLS(check_hostname=False)` turns that off, e.g. for a cluster that
    shares one certificate.
 3. Then the ordinary handshake (cookie challenge) runs *inside* TLS, with
