@@ -64,11 +64,16 @@ _STOP = "stop"
 
 
 def base_dir_path() -> str:
-    """Where this user's node directories live ($XDG_RUNTIME_DIR/otp, or a
-    per-user directory under the temp dir)."""
+    """Where this user's node directories live: $XDG_RUNTIME_DIR/otp, else a
+    per-user directory in /dev/shm, else one under the temp dir."""
     xdg = os.environ.get("XDG_RUNTIME_DIR")
     if xdg:
         return os.path.join(xdg, "otp")
+    # /dev/shm before the temp dir: a memory file system. Every spawn binds,
+    # renames and unlinks a socket file there, and on a disk file system
+    # (ext4 here) those inode operations showed in a supervisor's start.
+    if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK | os.X_OK):
+        return f"/dev/shm/otp-{os.getuid()}"
     return os.path.join(tempfile.gettempdir(), f"otp-{os.getuid()}")
 
 
@@ -126,11 +131,12 @@ def start(name: str | None = None) -> Process:
         if name:
             _runtime.NODE_NAME = name
         raise_nofile_limit()
+        _runtime.set_fd_base()
         rundir = tempfile.mkdtemp(prefix=f"node-{os.getpid()}-", dir=_base_dir())
         os.mkdir(os.path.join(rundir, "names"), 0o700)
         ospid = os.getpid()
         me = Pid((_runtime.NODE_NAME, ospid, _runtime.new_serial()))
-        ls = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        ls = _runtime.high_socket(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM))
         ls.bind(sock_path(rundir, me))
         ls.listen(socket.SOMAXCONN)
         ls.setblocking(False)
@@ -217,7 +223,7 @@ def _bind_temp_listener(rundir: str, tag: str) -> tuple[socket.socket, str]:
     path once the OS pid is known.
     """
     path = f"{rundir}/.new-{tag}"
-    ls = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    ls = _runtime.high_socket(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM))
     try:
         os.unlink(path)
     except FileNotFoundError:

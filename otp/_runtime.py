@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import collections
 import errno
+import fcntl
 import functools
 import heapq
 import itertools
@@ -115,6 +116,68 @@ _EPOLL_ERRHUP = select.EPOLLERR | select.EPOLLHUP
 _proc: Process | None = None
 _forking = False  # True while this runtime forks: the at-fork hook leaves fds alone
 
+# Where the runtime keeps its descriptors: at or above FD_BASE (set by
+# `set_fd_base` when the node starts, after the open-files limit was raised).
+#
+# Why a range: a forked child must close every descriptor of its parent's
+# runtime (a peer learns of the parent's death only when the *last* holder of
+# its socket is gone). A supervisor with thousands of children holds thousands
+# of them, interleaved with the user's own files if they were allocated
+# lowest-first; closing them one run at a time made each child's start O(n).
+# Kept in one range above the user's descriptors, they close with one
+# close_range(2) call per kept descriptor, whatever the parent's size; and the
+# child does not even read the parent's tables (reading them incremented
+# refcounts, i.e. copied pages the child then owned).
+#
+# The cost of the rule: a descriptor the *user* opened at or above FD_BASE (a
+# process holding more than FD_BASE files of its own) is not inherited by the
+# processes it spawns. A runtime descriptor that cannot be moved up (every
+# number above the base taken) stays low and is tracked in Process.low_fds.
+FD_BASE = 1024
+_FD_END = 0x7FFFFFFF  # close_range's "to the end" (the kernel clamps it)
+
+
+def set_fd_base() -> None:
+    """Choose FD_BASE for this node: 1024, or half the open-files limit when
+    that is lower (so the runtime's range is never empty)."""
+    global FD_BASE
+    import resource
+
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    FD_BASE = max(3, min(1024, soft // 2))
+
+
+def high_fd(fd: int) -> int:
+    """Move a runtime descriptor into the runtime's range (see FD_BASE): the
+    new number, close-on-exec; or `fd` itself if it could not be moved."""
+    if fd >= FD_BASE:
+        return fd
+    try:
+        new = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, FD_BASE)
+    except OSError:
+        return fd  # out of numbers above the base: the caller tracks it as low
+    os.close(fd)
+    return new
+
+
+def high_socket(s: socket.socket) -> socket.socket:
+    """`s`, its descriptor moved into the runtime's range."""
+    fd = s.fileno()
+    if fd >= FD_BASE:
+        return s
+    return socket.socket(s.family, s.type, 0, fileno=high_fd(s.detach()))
+
+
+def close_high_range(keep: set[int]) -> None:
+    """In a forked child: close every descriptor at or above FD_BASE except
+    `keep`; one close_range(2) per kept descriptor in the range, plus one."""
+    start = FD_BASE
+    for k in sorted(k for k in keep if k >= FD_BASE):
+        if k > start:
+            os.closerange(start, k)
+        start = max(start, k + 1)
+    os.closerange(start, _FD_END)
+
 
 class Conn:
     """One connection to a peer process (either side may have opened it)."""
@@ -179,8 +242,11 @@ class Process:
         self.spare: tuple[socket.socket, str] | None = None
         self.lsock = lsock
         self.lfd = lsock.fileno()
-        self.ep = select.epoll()
+        self.ep = _high_epoll()
         self.ep.register(self.lfd, _EPOLLIN)
+        # Runtime descriptors that could not be moved above FD_BASE (rare:
+        # see high_fd); a forked child closes these one by one.
+        self.low_fds: set[int] = set()
         self.refs = itertools.count(1)
         self.seq = itertools.count()
         self.uid = os.getuid()
@@ -202,7 +268,8 @@ class Process:
     # ------------------------------------------------------------------ fds
 
     def runtime_fds(self) -> list[int]:
-        """Every descriptor this runtime owns (closed in a forked child)."""
+        """Every descriptor this runtime owns (for tests and diagnostics; a
+        forked child closes them with `close_in_child`, without this list)."""
         fds = list(self.fds)
         fds.append(self.lfd)
         fds.append(self.ep.fileno())
@@ -220,17 +287,27 @@ class Process:
 
         The child must not hold the parent's sockets: a peer learns of the
         parent's death only when the *last* holder of its socket goes away.
+        Constant work whatever the parent's size (see FD_BASE): the parent's
+        connection table is not even read, so its pages stay shared.
         """
-        fds = sorted(set(self.runtime_fds()) - keep)
-        self.ep.close()
-        self.lsock.detach()
+        low = {self.lfd, self.ep.fileno(), self.sig_r, self.sig_w, self.wake_r, self.wake_w}
         if self.zygote is not None:
-            self.zygote.detach()
+            low.add(self.zygote.detach())
         if self.spare is not None:
-            self.spare[0].detach()
-        _close_fds(fds)
+            low.add(self.spare[0].detach())
+        self.lsock.detach()
+        # The epoll object would close its number when collected, by then
+        # perhaps one of the child's own: close it through the object.
+        self.ep.close()
+        close_high_range(keep)
+        low |= self.low_fds
+        _close_fds(sorted(fd for fd in low if 0 <= fd < FD_BASE and fd not in keep))
 
     def add_conn(self, c: Conn) -> None:
+        if c.fd < FD_BASE:
+            c.fd = high_fd(c.fd)
+            if c.fd < FD_BASE:
+                self.low_fds.add(c.fd)
         self.fds[c.fd] = c
         self.ep.register(c.fd, _EPOLLIN)
         if c.peer is not None:
@@ -254,6 +331,8 @@ class Process:
             self.ep.unregister(fd)
         except OSError:
             pass
+        if fd < FD_BASE:
+            self.low_fds.discard(fd)
         os.close(fd)
 
     # ------------------------------------------------------------ connecting
@@ -671,6 +750,17 @@ class Process:
             # terminate). A connect that succeeded means it was alive then,
             # so this is a kill (SIGKILL, a segfault), never "noproc".
             reason = "killed"
+            # Its socket file is gone before the DOWN is: the kernel may
+            # close our connection before the dead process's listener, and a
+            # send to its name after the DOWN must raise NoProc, not connect
+            # to a listener that is still being torn down. (Only if it is
+            # dead: a live process that dropped our connection, because we
+            # sent it garbage, keeps its inbox.)
+            if not is_os_process_running(peer[1]):
+                try:
+                    os.unlink(sock_path(self.rundir, peer))
+                except OSError:
+                    pass
         if peer.id in self.children:
             self.reap_pending.add(peer.id)
             self.reap()
@@ -749,7 +839,7 @@ class Process:
         socket activity (a send to self). Wake the poller (through a pipe in
         its epoll) and the threads waiting to rescan the mailbox."""
         if self.wake_w < 0:
-            self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+            self.wake_r, self.wake_w = _high_pipe()
             self.ep.register(self.wake_r, _EPOLLIN)
         try:
             os.write(self.wake_w, b"!")
@@ -986,7 +1076,7 @@ class Process:
         """
         if self.sig_r >= 0:
             return
-        r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        r, w = _high_pipe()
         self.sig_r, self.sig_w = r, w
         signal.signal(signal.SIGCHLD, _noop_handler)
         signal.set_wakeup_fd(w, warn_on_full_buffer=False)
@@ -1059,6 +1149,12 @@ class Process:
             # we were alive (our socket path is gone now, so no new ones come):
             # take them, so their owners learn our real reason too.
             self.accept()
+            # Then close the listener ourselves, before any EXITING goes out:
+            # left to the kernel's exit, it may close after the connections
+            # (the kernel's order is not ours to choose), and a peer that saw
+            # our EXITING and EOF could still connect through a socket file
+            # that a spawner renamed into place after we had unlinked it.
+            self.lsock.close()
             for peer in list(self.links):
                 if peer not in self.conns:
                     self.connect(peer)
@@ -1155,6 +1251,26 @@ def _hard_exit(code: int) -> None:
         except Exception:
             pass
     os._exit(code)
+
+
+def _high_epoll() -> select.epoll:
+    """A new epoll object whose descriptor is in the runtime's range."""
+    ep = select.epoll()
+    fd = ep.fileno()
+    if fd >= FD_BASE:
+        return ep
+    try:
+        new = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, FD_BASE)
+    except OSError:
+        return ep
+    ep.close()
+    return select.epoll.fromfd(new)
+
+
+def _high_pipe() -> tuple[int, int]:
+    """A non-blocking pipe whose ends are in the runtime's range."""
+    r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    return high_fd(r), high_fd(w)
 
 
 def _close_fds(fds: list[int]) -> None:

@@ -203,8 +203,13 @@ class _Console(code.InteractiveConsole):
         """
         stdin = sys.stdin.fileno()
         epfd = self.p.ep.fileno()
+        # poll, not select: the runtime's descriptors are numbered from
+        # FD_BASE (1024) up, out of select's range.
+        poller = select.poll()
+        poller.register(stdin, select.POLLIN)
+        poller.register(epfd, select.POLLIN)
         while b"\n" not in self.buf:
-            ready, _, _ = select.select([stdin, epfd], [], [])
+            ready = {fd for fd, _ev in poller.poll()}
             if epfd in ready:
                 _serve(self.p)
             if stdin in ready:

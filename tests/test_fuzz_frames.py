@@ -291,7 +291,13 @@ def rundir() -> Iterator[str]:
 
 def _pump(p: Process, c: Conn) -> None:
     """Let the runtime read whatever is waiting on the connection."""
-    while c.fd in p.fds and select.select([c.fd], [], [], 0)[0]:
+    # poll, not select: the runtime's descriptors are numbered from FD_BASE
+    # (1024) up, out of select's range.
+    while c.fd in p.fds:
+        poller = select.poll()
+        poller.register(c.fd, select.POLLIN)
+        if not poller.poll(0):
+            break
         p.on_readable(c)
 
 
