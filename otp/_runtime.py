@@ -259,6 +259,10 @@ class Process:
         self.waiters = 0
         self.wake_r = -1
         self.wake_w = -1
+        # Descriptors an upper layer polls through this process's epoll (the
+        # dist process's TCP connections: otp/dist/_pump.py): fd -> callback
+        # of the event mask, called wherever the runtime polls (see on_event).
+        self.fd_hooks: dict[int, Callable[[int], None]] = {}
         if is_main:
             self.lock = threading.RLock()
             self.cond = threading.Condition(self.lock)
@@ -543,6 +547,11 @@ class Process:
         elif fd == self.lifeline:
             # The node's root process is gone: so is the node.
             _hard_exit(1)
+        elif fd in self.fd_hooks:
+            # Here, not in a loop of the upper layer's own: _write_slow polls
+            # too, and must not leave a hooked descriptor unread (the dist
+            # process keeps reading the network while a local write waits).
+            self.fd_hooks[fd](ev)
 
     def on_readable(self, c: Conn) -> None:
         if c.big is not None:

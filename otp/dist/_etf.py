@@ -170,6 +170,10 @@ _u32 = struct.Struct(">I")
 _i32 = struct.Struct(">i")
 _f64 = struct.Struct(">d")
 _pid_tail = struct.Struct(">III")
+_words = {n: struct.Struct(f">{n}I") for n in range(1, 6)}  # a Ref's 1..5 words
+# Decoded Pids kept per Codec (raw bytes -> (Pid, node, creation)): the same
+# few Pids come back in every control and message. Cleared when full.
+_PID_CACHE = 1024
 
 
 class Atom(str):
@@ -275,6 +279,11 @@ class EncodeError(NotPicklable):
 
 
 _atom_cache: dict[bytes, Atom] = {}
+# Encoding's side: atom text -> its encoded bytes (tag, length, UTF-8), for
+# the atoms and node names every control repeats. Bounded as _atom_cache is.
+_atom_bytes: dict[str, bytes] = {}
+# Node names by their UTF-8 bytes, as _dec_node returns them (plain str).
+_node_names: dict[bytes, str] = {}
 _SPECIAL_ATOMS: dict[str, Any] = {"true": True, "false": False, "undefined": None}
 
 
@@ -307,6 +316,7 @@ class Codec:
         self.node = node
         self.creation = creation
         self.creations: dict[str, int] = {}
+        self._pids: dict[bytes, tuple[Pid, str, int]] = {}
 
     # -- encoding -------------------------------------------------------------
 
@@ -347,8 +357,15 @@ class Codec:
             else:
                 out.append(LARGE_TUPLE_EXT)
                 out += _u32.pack(n)
+            enc = self._enc
             for x in t:
-                self._enc(x, out)
+                enc(x, out)
+        elif cls is Pid:
+            # (Before the rarer types: every control message carries Pids
+            # and Refs, so the tests in this chain are ordered by frequency.)
+            self._enc_pid(t, out)
+        elif cls is Ref:
+            self._enc_ref(t, out)
         elif cls is list:
             self._enc_list(t, out)
         elif cls is bool:
@@ -373,10 +390,6 @@ class Codec:
             for k, v in t.items():
                 self._enc(k, out)
                 self._enc(v, out)
-        elif cls is Pid:
-            self._enc_pid(t, out)
-        elif cls is Ref:
-            self._enc_ref(t, out)
         elif cls is ImproperList:
             out.append(LIST_EXT)
             out += _u32.pack(len(t.items))
@@ -437,8 +450,7 @@ class Codec:
         out += _u16.pack(len(words))
         _enc_atom(node, out)
         out += _u32.pack(self._creation_of(node))
-        for w in words:
-            out += _u32.pack(w)
+        out += _words[len(words)].pack(*words)
 
     # -- decoding -------------------------------------------------------------
 
@@ -493,8 +505,43 @@ class Codec:
     def _dec(self, buf: bytes, i: int) -> tuple[Any, int]:
         tag = buf[i]
         i += 1
+        # The tags of every control message first (tuples, atoms, small
+        # integers, Pids, Refs), then the rest in the order they were written.
+        if tag == SMALL_TUPLE_EXT:
+            n = buf[i]
+            i += 1
+            self._need(buf, i, n)  # every element takes at least one byte
+            items = []
+            dec = self._dec
+            for _ in range(n):
+                x, i = dec(buf, i)
+                items.append(x)
+            return tuple(items), i
+        if tag == SMALL_ATOM_UTF8_EXT:
+            n = buf[i]
+            end = i + 1 + n
+            raw = buf[i + 1 : end]
+            a = _atom_cache.get(raw)
+            if a is not None and len(raw) == n:
+                return _SPECIAL_ATOMS.get(a, a), end
+            self._need(buf, i + 1, n)
+            return _atom_from(raw, False), end
         if tag == SMALL_INTEGER_EXT:
             return buf[i], i + 1
+        if tag == NEW_PID_EXT and buf[i] == SMALL_ATOM_UTF8_EXT:
+            end = i + 14 + buf[i + 1]  # node atom (2 + n bytes), ID, Serial, Creation
+            hit = self._pids.get(buf[i:end])
+            if hit is not None:
+                pid, node, creation = hit
+                if self.creations.get(node) != creation:
+                    self._learn(node, creation)
+                return pid, end
+            pid, j = self._dec_pid(buf, i, tag)
+            if j == end:
+                if len(self._pids) >= _PID_CACHE:
+                    self._pids.clear()
+                self._pids[buf[i:end]] = (pid, pid[0], _u32.unpack_from(buf, end - 4)[0])
+            return pid, j
         if tag == INTEGER_EXT:
             return _i32.unpack_from(buf, i)[0], i + 4
         if tag in (SMALL_ATOM_UTF8_EXT, SMALL_ATOM_EXT):
@@ -595,16 +642,7 @@ class Codec:
                     raise DecodeError(f"a map key Python cannot hash: {k!r}") from None
             return m, i
         if tag in (NEW_PID_EXT, PID_EXT):
-            node, i = self._dec_node(buf, i)
-            ident, serial = _u32.unpack_from(buf, i)[0], _u32.unpack_from(buf, i + 4)[0]
-            if tag == NEW_PID_EXT:
-                creation = _u32.unpack_from(buf, i + 8)[0]
-                i += 12
-            else:
-                creation = buf[i + 8]
-                i += 9
-            self._learn(node, creation)
-            return Pid((node, ident & _PID_ID_MASK, (ident >> _PID_ID_BITS) << 32 | serial)), i
+            return self._dec_pid(buf, i, tag)
         if tag in (NEWER_REFERENCE_EXT, NEW_REFERENCE_EXT):
             (n,) = _u16.unpack_from(buf, i)
             if not 1 <= n <= 5:
@@ -617,7 +655,7 @@ class Codec:
                 creation = buf[i]
                 i += 1
             self._need(buf, i, 4 * n)
-            words = list(struct.unpack_from(f">{n}I", buf, i))
+            words = list(_words[n].unpack_from(buf, i))
             i += 4 * n
             self._learn(node, creation)
             if n == 3:
@@ -648,11 +686,34 @@ class Codec:
             return Port(buf[start:i]), i
         raise DecodeError(f"unknown or unsupported term tag {tag}")
 
+    def _dec_pid(self, buf: bytes, i: int, tag: int) -> tuple[Pid, int]:
+        node, i = self._dec_node(buf, i)
+        ident, serial = _u32.unpack_from(buf, i)[0], _u32.unpack_from(buf, i + 4)[0]
+        if tag == NEW_PID_EXT:
+            creation = _u32.unpack_from(buf, i + 8)[0]
+            i += 12
+        else:
+            creation = buf[i + 8]
+            i += 9
+        self._learn(node, creation)
+        return Pid((node, ident & _PID_ID_MASK, (ident >> _PID_ID_BITS) << 32 | serial)), i
+
     def _dec_node(self, buf: bytes, i: int) -> tuple[str, int]:
+        if buf[i] == SMALL_ATOM_UTF8_EXT:
+            # A node name seen before (always, after the first): no Atom built.
+            end = i + 2 + buf[i + 1]
+            raw = buf[i + 2 : end]
+            name = _node_names.get(raw)
+            if name is not None and len(raw) == end - i - 2:
+                return name, end
+        start = i
         node, i = self._dec(buf, i)
         if type(node) is not Atom:
             raise DecodeError("a node name that is not an atom")
-        return str(node), i
+        name = str(node)
+        if buf[start] == SMALL_ATOM_UTF8_EXT and len(_node_names) < ATOM_CACHE:
+            _node_names[buf[start + 2 : i]] = name
+        return name, i
 
     def _learn(self, node: str, creation: int) -> None:
         # Bounded: past MAX_NODES unknown nodes, new ones are not remembered
@@ -683,6 +744,17 @@ def _enc_int(t: int, out: bytearray) -> None:
 
 
 def _enc_atom(a: str, out: bytearray) -> None:
+    b = _atom_bytes.get(a)
+    if b is not None:
+        out += b  # the common case: an atom (or node name) encoded before
+        return
+    start = len(out)
+    _enc_atom_new(a, out)
+    if len(_atom_bytes) < ATOM_CACHE:
+        _atom_bytes[a] = bytes(out[start:])
+
+
+def _enc_atom_new(a: str, out: bytearray) -> None:
     if len(a) > 255:
         raise EncodeError(f"an atom longer than 255 characters: {a[:40]!r}...")
     try:

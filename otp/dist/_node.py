@@ -11,6 +11,9 @@ node.stop()
 Threads, not processes: one acceptor, one reader per connection, one ticker.
 Every packet a connection reads is dispatched in its reader thread, in
 arrival order, so one peer's messages are seen in the order it sent them.
+With a `pump` (the dist process's `otp.dist._pump.Pump`), plain-TCP
+connections have no reader thread: that event loop reads them, in order
+too, and buffers their writes.
 
 What it answers by itself:
 
@@ -170,6 +173,10 @@ class DistNode:
         # control, message). When set, `handlers`, `on_send` and
         # `on_reg_send` are not used: the dist process routes everything.
         self.on_signal: Callable[[str, tuple[Any, ...], Any], None] | None = None
+        # An event loop that reads and writes plain-TCP connections itself
+        # (the dist process's `otp.dist._pump.Pump`); None: a reader thread
+        # per connection.
+        self.pump: Any = None
         # (peer address, why) of the last refused connections: for tests and
         # logs; bounded, since anyone who can connect can add to it.
         self.refused: collections.deque[tuple[str, str]] = collections.deque(maxlen=100)
@@ -422,6 +429,8 @@ class DistNode:
             old.close()
         if self.on_nodeup is not None:
             self.on_nodeup(c.peer, c.creation)
+        if self.pump is not None and self.pump.add(c):
+            return  # read in the dist process's own loop (otp/dist/_pump.py)
         self._spawn(self._read_loop, f"dist-read {c.peer}", c)
 
     def _accept_loop(self) -> None:

@@ -26,10 +26,11 @@ connecting on demand through epmd. One local connection from each sender to
 this process and one TCP connection per peer keep each sender's order end to
 end.
 
-Incoming: SEND and REG_SEND are delivered with `otp.send` to the local Pid or
-name. A `gen_server:call` from a peer is just such a message,
-`("$gen_call", (caller, tag), request)`: the local server answers the remote
-caller itself, through the same outgoing path.
+Incoming: SEND and REG_SEND are delivered to the local Pid or name (looked
+up once per round of the loop), in arrival order. A `gen_server:call` from a
+peer is just such a message, `("$gen_call", (caller, tag), request)`: the
+local server answers the remote caller itself, through the same outgoing
+path.
 
 Monitors across nodes
 ---------------------
@@ -44,9 +45,20 @@ Monitors across nodes
 - `otp.monitor_node(node)`: `("nodedown", node)` when the connection drops
   (at once if it cannot be opened).
 
-Threads: the DistNode's reader threads only queue what they read and wake this
-process's poll through its wake-up pipe; every otp call happens on the main
-thread, which the runtime expects. Links and exit signals across nodes, and
+I/O and threads: this process reads and writes its plain-TCP connections in
+its own loop (`otp.dist._pump`: the sockets are in its epoll; what one round
+of the loop writes to a peer leaves in one write, and incoming packets are
+queued as they are read, even while a write to a slow local process waits).
+A round delivers what came from the network, then the local messages, then
+writes: to each local process one write for all its messages of the round
+(`_deliver`), to each peer one write. Only TLS connections keep a reader
+thread, which queues what it reads and wakes the poll through the wake-up
+pipe. Every otp call happens on the main thread, which the runtime expects.
+A remote call costs one envelope here (`$dist_gen_call`: MONITOR_P and the
+request, written together); its DEMONITOR_P, once the reply is in, is
+queued lazily and goes out with the next packet to that peer (within
+`_pump.LAZY_DELAY` at worst), so the peer reads it with the next call
+instead of waking for it alone. Links and exit signals across nodes, and
 SPAWN_REQUEST, are not handled yet (see issue 12).
 """
 
@@ -55,13 +67,16 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
+import pickle
 import select
+import struct
+import threading
 from typing import Any
 
-from .. import _api, _runtime
+from .. import _api, _codec, _runtime
 from .._exceptions import BadArg, OTPError
 from .._terms import DOWN, Pid
-from . import _etf
+from . import _etf, _pump
 from ._etf import Atom, EncodeError
 from ._node import (
     DEMONITOR_P,
@@ -81,6 +96,13 @@ __all__ = ["DIST_NAME", "start"]
 DIST_NAME = "net_kernel"
 
 _EMPTY = Atom("")
+_LEN = struct.Struct(">I")
+_HDR = _codec.HDR  # a local frame's header; a MSG frame's is its length
+_pdumps = pickle.dumps
+# Messages for local processes are batched (see _Router._deliver) up to this
+# size; a bigger one goes through the runtime's send, which frames it alone.
+_BATCH_MAX = 65536
+_CONTROLS = 4096  # encoded controls kept (see _Router._send)
 _GEN_TAGS = {t: t for t in ("$gen_call", "$gen_cast", "$system")}
 
 
@@ -167,12 +189,25 @@ class _Router:
         self.in_by_lref: dict[Any, tuple[str, Any, Any, Any]] = {}
         # node -> {watcher: number of monitor_node calls}
         self.node_watchers: dict[str, dict[Pid, int]] = {}
+        # Names looked up this round of the loop (see _whereis).
+        self.names: dict[str, Pid | None] = {}
+        # Frames for local processes, written at the end of the round (_deliver).
+        self.outbox: dict[Any, list[bytes]] = {}
+        # Encoded controls of the sends that repeat (see _send).
+        self.controls: dict[Any, bytes] = {}
         # The runtime drains `wake_r` when it polls (Process.on_event): the
         # reader threads write to it after queueing, so a poll never sleeps on
         # queued work. Made before the node listens: a peer may come at once.
         self.p = p = _runtime.current()
         p.wake_r, p.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         p.ep.register(p.wake_r, select.EPOLLIN)
+        # Plain-TCP connections are read and written by this process's own
+        # loop (otp/dist/_pump.py), not by reader threads: one wake-up per
+        # packet instead of two, and no GIL hand-off. Only TLS connections
+        # (and other threads' events) still come through `_queue`'s pipe.
+        self.thread = threading.get_ident()
+        self.pump = _pump.Pump(node, p)
+        node.pump = self.pump
         node.on_signal = self._from_reader
         node.on_nodeup = self._nodeup
         node.on_nodedown = lambda peer: self._queue(("down", peer))
@@ -197,8 +232,11 @@ class _Router:
 
     def _queue(self, item: tuple[Any, ...]) -> None:
         self.work.append(item)
-        with contextlib.suppress(BlockingIOError, OSError):
-            os.write(self.p.wake_w, b"!")
+        if threading.get_ident() != self.thread:
+            # From a thread (a TLS reader): wake our poll. From our own
+            # loop's read (the pump), the loop takes the work next anyway.
+            with contextlib.suppress(BlockingIOError, OSError):
+                os.write(self.p.wake_w, b"!")
 
     # -- the main loop --------------------------------------------------------
 
@@ -206,17 +244,32 @@ class _Router:
         p = self.p
         work = self.work
         mb = p.mailbox
+        pump = self.pump
         while True:
             while work:
                 self._net(work.popleft())
             if p.pending_exit is not None:
                 p.die_from_signal()
             while mb:
+                if pump.busy:
+                    # A peer's connection is over its busy limit: take no
+                    # more local messages until it drains (back-pressure on
+                    # local senders), reading the network meanwhile.
+                    pump.drain()
+                    if work:
+                        break
                 self._local(mb.popleft())
                 if work:
                     break
             if not work and not mb:
-                p.wait(None)
+                # What this round wrote leaves now: one write per peer node,
+                # one per local process.
+                self._flush_local()
+                pump.flush()
+                self.names.clear()
+                p.wait(pump.lazy_timeout())
+                if pump.lazy:
+                    pump.flush_lazy()
 
     # -- from the network -------------------------------------------------------
 
@@ -240,11 +293,18 @@ class _Router:
                 to = control[2]
                 # Only to our own Pids: a misrouted Pid must not bounce back out.
                 if type(to) is Pid and to.node == self.name:
-                    _runtime.send(to, message)
-            elif op in (REG_SEND, REG_SEND_TT):
-                with contextlib.suppress(OTPError):
-                    _runtime.send(str(control[3]), message)
-            elif op == MONITOR_P:
+                    self._deliver(to, message)
+                return
+            if op in (REG_SEND, REG_SEND_TT):
+                pid = self._whereis(str(control[3]))
+                if pid is not None:
+                    self._deliver(pid, message)
+                return
+            if self.outbox and op not in (MONITOR_P, DEMONITOR_P):
+                # Whatever else may send to a local process (a DOWN, a link's
+                # EXIT...) comes after the messages delivered before it.
+                self._flush_local()
+            if op == MONITOR_P:
                 self._monitor_in(peer, control[1], control[2], control[3])
             elif op == DEMONITOR_P:
                 lref = self.in_mons.pop((peer, control[3]), None)
@@ -261,7 +321,9 @@ class _Router:
 
     def _monitor_in(self, peer: str, watcher: Any, target: Any, ref: Any) -> None:
         if type(target) is Atom:
-            local: Any = str(target)
+            # By its Pid when the name is held (found once per round, and
+            # the call's message that follows finds it again there).
+            local: Any = self._whereis(str(target)) or str(target)
         elif type(target) is Pid and target.node == self.name:
             local = target
         else:
@@ -276,7 +338,59 @@ class _Router:
         self.in_mons[(peer, ref)] = lref
         self.in_by_lref[lref] = (peer, watcher, target, ref)
 
+    def _deliver(self, pid: Pid, message: Any) -> None:
+        """A message from a peer to a local process: framed now, written with
+        the others for the same process at the end of the round (one write,
+        one wake-up for a burst of casts). Anything else this process sends to
+        a local process goes after `_flush_local`: one sender's order holds."""
+        p = self.p
+        c = p.conns.get(pid)
+        if c is None and pid != p.pid:
+            c = p.connect(pid)
+            if c is None:
+                return  # a dead Pid: dropped, as in Erlang
+        try:
+            payload = _pdumps(message, 5)
+        except Exception:
+            payload = None
+        if c is None or payload is None or len(payload) >= _BATCH_MAX:
+            # To ourselves, what only dill takes, or a big one: the runtime's
+            # own send (in order: what is queued goes first).
+            self._flush_local()
+            _runtime.send(pid, message)
+            return
+        frames = self.outbox.get(c)
+        if frames is None:
+            self.outbox[c] = [_HDR.pack(len(payload)), payload]
+        else:
+            frames += (_HDR.pack(len(payload)), payload)
+        p.msgs_out += 1
+
+    def _flush_local(self) -> None:
+        """Write the messages `_deliver` framed: one write per local process."""
+        outbox = self.outbox
+        if not outbox:
+            return
+        self.outbox = {}
+        p = self.p
+        for c, frames in outbox.items():
+            if c.fd in p.fds:
+                p.write(c, b"".join(frames))
+
+    def _whereis(self, name: str) -> Pid | None:
+        """The Pid holding `name`, looked up at most once per round of the
+        loop (a call's MONITOR_P and its message come in one read: one lookup
+        for both). A round takes no input, so its lookups are as if made at
+        one instant: a name registered or unregistered meanwhile is seen by
+        the next round, as a message sent a moment later would see it."""
+        try:
+            return self.names[name]
+        except KeyError:
+            pid = self.names[name] = _runtime.lookup(self.p.rundir, name)
+            return pid
+
     def _nodedown(self, peer: str) -> None:
+        self._flush_local()
         for ref, (node, watcher, target) in list(self.out_mons.items()):
             if node == peer:
                 del self.out_mons[ref]
@@ -292,6 +406,8 @@ class _Router:
     # -- from local processes ---------------------------------------------------
 
     def _local(self, m: Any) -> None:
+        if self.outbox:
+            self._flush_local()  # what we do next may send to a local process
         t = type(m)
         if t is DOWN:
             self._local_down(m)
@@ -301,6 +417,11 @@ class _Router:
         tag = m[0]
         if tag == "$dist_send" and len(m) == 4:
             self._send(m[1], m[2], m[3])
+        elif tag == "$dist_gen_call" and len(m) == 5:
+            # A remote call (otp/dist/_route.py's call): MONITOR_P, then the
+            # request, queued together (they leave in one write).
+            self._monitor_out(m[1], m[2], m[3])
+            self._send(m[1], m[3], m[4])
         elif tag == "$dist_monitor" and len(m) == 4:
             self._monitor_out(m[1], m[2], m[3])
         elif tag == "$dist_demonitor" and len(m) == 3:
@@ -308,7 +429,10 @@ class _Router:
             if entry is not None:
                 node, watcher, target = entry
                 to = target if type(target) is Pid else Atom(target[0])
-                self._send_control(node, (DEMONITOR_P, watcher, to, m[2]))
+                # Lazily: after a call, it rides with the next call's packets
+                # (the monitor is ours to forget already: a MONITOR_P_EXIT
+                # that crosses it finds no entry and is dropped).
+                self._send_control(node, (DEMONITOR_P, watcher, to, m[2]), later=True)
         elif tag == "$dist_monitor_node" and len(m) == 4:
             self._monitor_node(m[1], m[2], m[3])
         elif tag == "$dist_call" and len(m) == 3:
@@ -362,6 +486,9 @@ class _Router:
 
     def _conn(self, node: str) -> Any:
         """The connection to `node`, opened if needed; None if it cannot be."""
+        c = self.node.connections.get(node)  # a dict read: the lock is for opening
+        if c is not None:
+            return c
         if node == self.name:
             return None
         try:
@@ -370,6 +497,7 @@ class _Router:
             return None
 
     def _send(self, sender: Pid, dest: Any, data: bytes) -> None:
+        control: tuple[Any, ...]
         if type(dest) is Pid:
             node, control = dest.node, (SEND, _EMPTY, dest)
         else:
@@ -378,16 +506,32 @@ class _Router:
         if c is None:
             return  # unreachable: dropped, as Erlang drops a send to a down node
         try:
-            c.send_encoded(control, data)
+            if c.pump is None:
+                c.send_encoded(control, data)  # TLS: its own framing
+                return
+            # The same few controls repeat (one per sender and destination):
+            # encoded once. A Pid's bytes carry its node's creation, so that
+            # is part of the key (a restarted peer gets fresh bytes).
+            codec = self.node.codec
+            key = (control, codec.creations.get(node))
+            ctl = self.controls.get(key)
+            if ctl is None:
+                if len(self.controls) >= _CONTROLS:
+                    self.controls.clear()
+                ctl = self.controls[key] = b"p" + codec.encode(control)
+            c.pump.write(_LEN.pack(len(ctl) + len(data)) + ctl + data)
         except OSError:
             c.close()
 
-    def _send_control(self, node: str, control: tuple[Any, ...]) -> None:
+    def _send_control(self, node: str, control: tuple[Any, ...], later: bool = False) -> None:
         with self.node._lock:
             c = self.node.connections.get(node)
         if c is not None:
             try:
-                c.send(control)
+                if later and c.pump is not None:
+                    c.pump.send_later(control)  # otp/dist/_pump.py
+                else:
+                    c.send(control)
             except OSError:
                 c.close()
 

@@ -141,10 +141,10 @@ def call(p: _runtime.Process, dest: Any, label: str, request: Any, timeout: floa
         raise CallExit("noconnection", (label, dest, request))
     mark = len(p.mailbox)
     _remote_mons[ref] = dest
-    # Monitor first, on the same local connection: the dist process sends
-    # MONITOR_P before the request, so a target already gone is noproc.
-    p.send(d[0], ("$dist_monitor", p.pid, ref, dest))
-    p.send(d[0], ("$dist_send", p.pid, dest, data))
+    # Monitor and request in one envelope (one write here, one read there):
+    # the dist process sends MONITOR_P before the request, so a target
+    # already gone is noproc.
+    p.send(d[0], ("$dist_gen_call", p.pid, ref, dest, data))
     try:
         m = p.await_reply(ref, timeout, mark)
     except ReceiveTimeout:
