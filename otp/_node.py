@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import fcntl
 import gc
 import os
 import pickle
@@ -37,6 +38,7 @@ import select
 import shutil
 import signal
 import socket
+import stat
 import sys
 import tempfile
 import threading
@@ -156,6 +158,7 @@ def start(name: str | None = None) -> Process:
             try:
                 p.close_in_child({zroot.fileno()})
                 zmain.detach()
+                _release_inherited({zroot.fileno()})
                 _root_main(rundir, zroot, in_main_thread)
             finally:
                 os._exit(0)
@@ -649,6 +652,41 @@ def _group_members(pgid: int) -> list[int]:
         if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
             out.append(int(name))
     return out
+
+
+def _release_inherited(keep: set[int]) -> None:
+    """In the root, right after its fork: let go of the main program's pipes
+    and sockets (those Python made non-inheritable, as it makes all of its own).
+
+    The root lives as long as the node, and every process it forks would hold
+    them too: a `subprocess.Popen` started before the node would never read
+    EOF on its stdin after the main program closed its end, a listening port
+    closed by the main program would stay bound. Each is pointed at /dev/null
+    rather than closed, so a Python object still holding the number (inherited
+    with the main program's memory) can never act on a reused descriptor.
+    Files are kept: a log file opened at import time still works in every
+    process. Once, at node start: one listing of /proc/self/fd.
+    """
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:
+        return
+    devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        for name in names:
+            fd = int(name)
+            if fd < 3 or fd in keep or fd == devnull:
+                continue
+            try:
+                if not fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC:
+                    continue
+                mode = os.fstat(fd).st_mode
+            except OSError:
+                continue  # the listing's own descriptor, closed by now
+            if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+                os.dup2(devnull, fd, inheritable=False)
+    finally:
+        os.close(devnull)
 
 
 def _root_main(rundir: str, main_sock: socket.socket, watch_parent: bool) -> None:

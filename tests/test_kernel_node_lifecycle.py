@@ -14,9 +14,11 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
+from conftest import run_program
 
 import otp
 from otp.testing import wait_until
@@ -244,3 +246,26 @@ def test_node_context_manager_starts_and_stops_the_node() -> None:
     assert not os.path.exists(rundir)
     for p in pids:
         assert not psutil.pid_exists(p.id)
+
+
+def test_a_subprocess_started_before_the_node_reads_eof_when_the_program_closes_its_stdin(
+    tmp_path: Any,
+) -> None:
+    # The node's root is forked from the main program: it must not keep the
+    # main program's end of the pipe open for the node's whole life.
+    out = run_program(
+        """
+import subprocess
+proc = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+import otp
+otp.spawn(print, "a process of the node")  # the node runs
+proc.stdin.close()
+try:
+    print("cat ended", proc.wait(timeout=20))
+except subprocess.TimeoutExpired:
+    proc.kill()
+    print("cat still waits for EOF")
+""",
+        tmp_path,
+    )
+    assert "cat ended 0" in out.stdout
