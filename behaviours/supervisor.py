@@ -96,6 +96,20 @@ Anything else makes `start_link` raise `otp.StartError(("bad_return",
   children.
 - `modules`: the callback classes the child runs (for upgrades); derived
   from `start` when left None.
+- `node`: start the child on another node (`"name@host"`, a Python node of
+  this library) instead of this one. `start` then runs *there*, in a helper
+  process, so it must be a function (or class method) of a module both nodes
+  can import, and its arguments must be terms (otp.dist's mapping: ints,
+  strs, tuples, lists, dicts...). The supervisor links to the child it
+  started; the child is supervised as a local one: restarted when it dies
+  (`kill -9` included) or when the node is lost (reason `"noconnection"`;
+  a restart while the node is still unreachable fails, and counts toward
+  the intensity), and stopped through exit signals (`"shutdown"`, then
+  `"kill"`), since the supervisor is not its OS parent. A remote child's
+  parent is the helper, not the supervisor: one that traps exits gets the
+  supervisor's `"shutdown"` as an `EXIT` message, and is killed when its
+  `shutdown` time is up. A plain process on any node (erl too) needs no
+  `node`: `start=(otp.spawn_link, ("module:function", *args), {"node": n})`.
 
 `GenServer.child_spec(*args, **opts)` and `Supervisor.child_spec(*args,
 **opts)` build specs for `start_link(*args)` (the latter with
@@ -221,6 +235,7 @@ class ChildSpec:
     type: str = "worker"
     significant: bool = False
     modules: Any = None
+    node: str | None = None
 
     def __post_init__(self) -> None:
         if self.shutdown is None:
@@ -471,6 +486,7 @@ class _Child:
         "id",
         "kwargs",
         "modules",
+        "node",
         "pid",
         "restart",
         "restarts",
@@ -489,6 +505,7 @@ class _Child:
         ctype: str,
         significant: bool,
         modules: Any,
+        node: str | None = None,
     ) -> None:
         self.id = cid
         self.start = start
@@ -499,6 +516,9 @@ class _Child:
             self.fn, self.args, self.kwargs = start, (), {}
         else:
             self.fn, self.args, self.kwargs = start[0], tuple(start[1]), dict(start[2])
+        self.node = node
+        if node is not None:
+            self.fn = _OnNode(node, self.fn)  # every start of this child runs there
         self.restart = restart
         self.shutdown = shutdown
         self.type = ctype
@@ -516,10 +536,31 @@ class _Child:
             self.type,
             self.significant,
             self.modules,
+            self.node,
         )
 
     def __repr__(self) -> str:
         return f"<child {self.id!r} {self.pid!r}>"
+
+
+class _OnNode:
+    """The start function of a spec with `node`: runs the spec's own start
+    on that node and links the supervisor to the child (otp.dist._route's
+    start_on). Called as any start function, in the supervisor's process."""
+
+    __slots__ = ("fn", "node")
+
+    def __init__(self, node: str, fn: Callable[..., Any]) -> None:
+        self.node = node
+        self.fn = fn
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Pid | None:
+        from otp.dist import _route
+
+        return _route.start_on(self.node, self.fn, args, kwargs)
+
+    def __repr__(self) -> str:
+        return f"{_fn_name(self.fn)} on {self.node}"
 
 
 def _code_module(obj: Any) -> str | None:
@@ -604,6 +645,7 @@ def _check_childspec(spec: Any, auto_shutdown: str | None) -> _Child:
             "type": spec.type,
             "significant": spec.significant,
             "modules": spec.modules,
+            "node": spec.node,
         }
     elif isinstance(spec, dict):
         if "id" not in spec:
@@ -653,7 +695,10 @@ def _check_childspec(spec: Any, auto_shutdown: str | None) -> _Child:
         modules = _default_modules(start)
     elif modules != "dynamic" and not isinstance(modules, list):
         raise _SpecError(("invalid_modules", modules))
-    return _Child(cid, start, restart, shutdown, ctype, significant, modules)
+    node = d.get("node")
+    if node is not None and not (isinstance(node, str) and "@" in node):
+        raise _SpecError(("invalid_node", node))
+    return _Child(cid, start, restart, shutdown, ctype, significant, modules, node)
 
 
 def _check_startspec(specs: Iterable[Any], auto_shutdown: str | None) -> list[_Child]:
@@ -1001,7 +1046,9 @@ class _SupervisorServer(GenServer):
         for c in st.children.values():
             counts["specs"] += 1
             counts["supervisors" if c.type == "supervisor" else "workers"] += 1
-            if type(c.pid) is Pid and _runtime.is_alive(c.pid):
+            pid = c.pid
+            # A child on another node is alive until its EXIT comes over the link.
+            if type(pid) is Pid and (pid.node != _runtime.NODE_NAME or _runtime.is_alive(pid)):
                 counts["active"] += 1
         return counts
 

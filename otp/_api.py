@@ -28,26 +28,55 @@ __all__ = [
 ]
 
 
-def spawn(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Pid:
+def spawn(fn: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> Pid:
     """Run `fn(*args, **kwargs)` in a new OS process; returns its Pid at once.
 
     The process ends `"normal"` when `fn` returns, with `reason` when it raises
     `otp.Exit(reason)`, and with an `otp.Crash` (and a crash report) when it
     raises anything else. `fn` may be a lambda or a closure: what the C
     pickler refuses travels by dill.
+
+    `fn` may also be `"module:function"` (the new process imports the module;
+    if the function does not exist it ends with Erlang's `("undef", ...)`).
+    `node="name@host"` starts it on another node (a reserved keyword: it never
+    reaches `fn`): Python or erl, by SPAWN_REQUEST, e.g.
+    `otp.spawn("timer:sleep", 1000, node="e@host")`; the arguments travel as
+    terms, positionally, and this waits for the other node's answer. A node
+    that cannot be reached gives a Pid that ends at once with
+    `"noconnection"`, as in Erlang (see otp/dist/_route.py).
     """
+    if isinstance(fn, str) or "node" in kwargs:
+        return _spawn_by_name(fn, args, kwargs, link=False, monitor=False)  # type: ignore[no-any-return]
     return _node.spawn(fn, args, kwargs)
 
 
-def spawn_link(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Pid:
-    """`spawn`, linked to the caller from birth (no window in which a death is missed)."""
+def spawn_link(fn: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> Pid:
+    """`spawn`, linked to the caller from birth (no window in which a death is
+    missed); with `node=`, linked across nodes."""
+    if isinstance(fn, str) or "node" in kwargs:
+        return _spawn_by_name(fn, args, kwargs, link=True, monitor=False)  # type: ignore[no-any-return]
     return _node.spawn(fn, args, kwargs, link=True)
 
 
-def spawn_monitor(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Pid, Ref]:
+def spawn_monitor(fn: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> tuple[Pid, Ref]:
     """`spawn`, monitored by the caller from birth; returns (pid, ref)."""
+    if isinstance(fn, str) or "node" in kwargs:
+        return _spawn_by_name(fn, args, kwargs, link=False, monitor=True)  # type: ignore[no-any-return]
     pid = _node.spawn(fn, args, kwargs)
     return pid, _runtime.monitor(pid)
+
+
+def _spawn_by_name(
+    fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], *, link: bool, monitor: bool
+) -> Any:
+    """The cold path of the spawns: `"module:function"`, or `node=` given."""
+    node = kwargs.pop("node", None)
+    if (node is None or node == _runtime.NODE_NAME) and not isinstance(fn, str):
+        pid = _node.spawn(fn, args, kwargs, link=link)
+        return (pid, _runtime.monitor(pid)) if monitor else pid
+    from .dist import _route
+
+    return _route.spawn(fn, args, kwargs, node, link=link, monitor=monitor)
 
 
 def self_pid() -> Pid:

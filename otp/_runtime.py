@@ -58,7 +58,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import _codec
 from ._codec import (
@@ -706,6 +706,12 @@ class Process:
             except Exception as e:
                 self._undecodable(c, e)
                 return
+            if type(reason) is DistSignal:
+                # The dist process, on behalf of a process of another node
+                # (otp/dist/_process.py): applied here, at read time, in
+                # order with the frames around it, as a local LINK/EXIT is.
+                self.dist_signal(reason)
+                return
             self.exit_signal(peer, reason)
         elif kind == EXITING:
             assert peer is not None
@@ -796,6 +802,25 @@ class Process:
             return
         elif self.pending_exit is None:
             self.pending_exit = (reason,)
+
+    def dist_signal(self, s: DistSignal) -> None:
+        """A link, unlink or exit signal from `s.remote`, a process of another
+        node, relayed by the dist process (which keeps the node's half of
+        every link across nodes and tells us of ours)."""
+        op, remote = s.op, s.remote
+        if op == "link":
+            self.links.add(remote)
+        elif op == "unlink":
+            self.links.discard(remote)
+        elif op == "exit":
+            # A link broke. Acted on only while we still hold the link: after
+            # our own unlink, an EXIT already in flight is dropped (Erlang's
+            # UNLINK_ID protocol guarantees the same).
+            if remote in self.links:
+                self.links.discard(remote)
+                self.exit_signal(remote, s.reason, linked=True)
+        elif op == "exit2":
+            self.exit_signal(remote, s.reason)
 
     # -------------------------------------------------------------- receiving
 
@@ -1517,6 +1542,19 @@ def _dist_route() -> Any:
     return _route
 
 
+class DistSignal(NamedTuple):
+    """A signal from a process of another node, as the dist process hands it
+    to a local one (pickled in an EXIT frame; see `Process.dist_signal`).
+
+    `op` is "link" (`remote` linked to us), "unlink", "exit" (a link to
+    `remote` broke with `reason`) or "exit2" (`remote` called `otp.exit`).
+    """
+
+    op: str
+    remote: Pid
+    reason: Any = None
+
+
 def make_ref() -> Ref:
     """A reference unique within the node (Erlang's `make_ref()`).
 
@@ -1547,6 +1585,12 @@ def link(pid: Pid) -> None:
         return
     if pid in p.links:
         return
+    if type(pid) is Pid and pid[0] != NODE_NAME:
+        # Another node's process (cold path): the dist process holds the
+        # link's other half and tells us if it breaks (otp/dist/_route.py).
+        p.links.add(pid)
+        _dist_route().link(p, pid)
+        return
     if p.connect(pid) is None:
         if p.trap:
             p.mailbox.append(EXIT_MSG(pid, "noproc"))
@@ -1566,7 +1610,10 @@ def unlink(pid: Pid) -> None:
     p = current()
     if pid in p.links:
         p.links.discard(pid)
-        p.send_signal(pid, UNLINK)
+        if pid[0] != NODE_NAME:
+            _dist_route().unlink(p, pid)  # another node's: otp/dist/_route.py
+        else:
+            p.send_signal(pid, UNLINK)
 
 
 @main_locked
@@ -1649,6 +1696,12 @@ def exit(pid: Any, reason: Any) -> None:
     """
     p = current()
     pid = resolve(pid)
+    if pid[0] != NODE_NAME:
+        # Another node's process: EXIT2 through the dist process ("kill"
+        # too: the other node kills it). Raises EncodeError for a reason
+        # outside the term mapping (otp/dist/_route.py).
+        _dist_route().exit(p, pid, reason)
+        return
     if pid == p.pid:
         if reason == "kill":
             p.pending_exit = ("killed",)

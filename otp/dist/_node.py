@@ -80,11 +80,17 @@ UNLINK = 4
 REG_SEND = 6
 EXIT2 = 8
 SEND_TT = 12
+EXIT_TT = 13
 REG_SEND_TT = 16
+EXIT2_TT = 18
 MONITOR_P = 19
 DEMONITOR_P = 20
 MONITOR_P_EXIT = 21
 SEND_SENDER = 22
+SPAWN_REQUEST = 29
+SPAWN_REQUEST_TT = 30
+SPAWN_REPLY = 31
+SPAWN_REPLY_TT = 32
 UNLINK_ID = 35
 UNLINK_ID_ACK = 36
 
@@ -559,20 +565,23 @@ class DistNode:
         elif op == DEMONITOR_P:
             self._monitors.pop(control[3], None)
         elif op == UNLINK_ID:
-            # Acknowledge, as OTP 26 requires of every node (we hold no links yet).
+            # Acknowledge, as OTP 26 requires of every node. (A bare DistNode
+            # holds no links; with the dist process, on_signal gets it: it
+            # drops the link, then acks.)
             _, ident, sender, to = control
             c.send((UNLINK_ID_ACK, ident, to, sender))
-        # LINK, EXIT, EXIT2, UNLINK_ID_ACK...: not handled by this version.
+        # LINK, EXIT, EXIT2, SPAWN_REQUEST...: only the dist process (on_signal)
+        # handles them (otp/dist/_process.py).
 
     @staticmethod
     def _answered_here(op: int, control: tuple[Any, ...]) -> bool:
-        # net_kernel is this class's own (ping must work whatever the dist
-        # process is doing), and so are UNLINK_ID acks (we hold no links yet).
+        # net_kernel is this class's own: ping must work whatever the dist
+        # process is doing.
         if op in (REG_SEND, REG_SEND_TT):
             return len(control) >= 4 and control[3] == "net_kernel"
         if op in (MONITOR_P, DEMONITOR_P):
             return len(control) >= 4 and control[2] == "net_kernel"
-        return op == UNLINK_ID
+        return False
 
     def _reg_send(self, c: _handshake.Connection, sender: Any, name: str, message: Any) -> None:
         if name == "net_kernel":

@@ -45,6 +45,38 @@ Monitors across nodes
 - `otp.monitor_node(node)`: `("nodedown", node)` when the connection drops
   (at once if it cannot be opened).
 
+Links across nodes
+------------------
+A link has two halves, one per node. Each local party keeps its own half in
+its runtime, as for a local link (so `link` is idempotent and
+`process_info` shows it); this process keeps the node's half, the table
+`local Pid -> remote Pids`, and *monitors* every local party while it has
+any. So the end of a local process, however it ends, is seen here from the
+OS (a SIGKILL closes its sockets without a reason: `"killed"`) and goes out
+as EXIT to each remote party. The other way, what a peer says (LINK,
+UNLINK_ID, EXIT from a broken link, EXIT2 from `exit/2`) is handed to the
+local process as a `_runtime.DistSignal` inside an EXIT frame: its runtime
+applies it at read time, in order with the messages around it, and acts on
+a broken link only while it still holds that link (after its own unlink,
+an EXIT in flight is dropped, which is what UNLINK_ID/UNLINK_ID_ACK
+guarantee in Erlang). EXIT2 `kill` is SIGKILL here, as locally. When the
+connection drops, every link over it breaks with `"noconnection"`.
+
+Spawning across nodes
+---------------------
+Outgoing (`otp.spawn(..., node=n)`): SPAWN_REQUEST with this process as the
+group leader; the SPAWN_REPLY goes back to the requester as
+`("$spawn_reply", ref, pid | error)`, after this process has taken the
+link's half (flag 1) and the monitor (flag 2, whose ref is the request's),
+so they exist before anything from the new process can arrive. A lost
+connection answers every pending request with `"noconnection"`.
+
+Incoming (erl's `spawn(Node, M, F, A)`, or ours): a new process of this node
+runs `_route.run_mfa` (import M, call F); the `link` and `monitor` options
+are set up before SPAWN_REPLY is written, and nothing from the new process
+is read before that. Who holds the cookie may run any code here, as with
+erl (distribution.md).
+
 I/O and threads: this process reads and writes its plain-TCP connections in
 its own loop (`otp.dist._pump`: the sockets are in its epoll; what one round
 of the loop writes to a peer leaves in one write, and incoming packets are
@@ -58,14 +90,16 @@ A remote call costs one envelope here (`$dist_gen_call`: MONITOR_P and the
 request, written together); its DEMONITOR_P, once the reply is in, is
 queued lazily and goes out with the next packet to that peer (within
 `_pump.LAZY_DELAY` at worst), so the peer reads it with the next call
-instead of waking for it alone. Links and exit signals across nodes, and
-SPAWN_REQUEST, are not handled yet (see issue 12).
+instead of waking for it alone. Known limit: if this process itself dies
+(the node's distribution is gone), the local parties of links across nodes
+are not told; their peers see `"noconnection"`.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import itertools
 import os
 import pickle
 import select
@@ -73,13 +107,19 @@ import struct
 import threading
 from typing import Any
 
-from .. import _api, _codec, _runtime
+from .. import _api, _codec, _node, _runtime
 from .._exceptions import BadArg, OTPError
+from .._runtime import DistSignal
 from .._terms import DOWN, Pid
-from . import _etf, _pump
+from . import _etf, _pump, _route
 from ._etf import Atom, EncodeError
 from ._node import (
     DEMONITOR_P,
+    EXIT,
+    EXIT2,
+    EXIT2_TT,
+    EXIT_TT,
+    LINK,
     MONITOR_P,
     MONITOR_P_EXIT,
     REG_SEND,
@@ -87,6 +127,13 @@ from ._node import (
     SEND,
     SEND_SENDER,
     SEND_TT,
+    SPAWN_REPLY,
+    SPAWN_REPLY_TT,
+    SPAWN_REQUEST,
+    SPAWN_REQUEST_TT,
+    UNLINK,
+    UNLINK_ID,
+    UNLINK_ID_ACK,
     DistNode,
 )
 
@@ -189,12 +236,22 @@ class _Router:
         self.in_by_lref: dict[Any, tuple[str, Any, Any, Any]] = {}
         # node -> {watcher: number of monitor_node calls}
         self.node_watchers: dict[str, dict[Pid, int]] = {}
+        # Links across nodes, the node's half: local Pid -> the remote Pids
+        # linked to it. Each local party is monitored (link_mons) while it has
+        # any, so its end is seen from the OS, SIGKILL included, and becomes
+        # EXIT to each peer (see the module docstring).
+        self.links: dict[Pid, set[Pid]] = {}
+        self.link_mons: dict[Pid, Any] = {}
+        self.mon_links: dict[Any, Pid] = {}
+        # Our SPAWN_REQUESTs awaiting their SPAWN_REPLY: ref -> (node, requester).
+        self.spawns: dict[Any, tuple[str, Pid]] = {}
         # Names looked up this round of the loop (see _whereis).
         self.names: dict[str, Pid | None] = {}
         # Frames for local processes, written at the end of the round (_deliver).
         self.outbox: dict[Any, list[bytes]] = {}
         # Encoded controls of the sends that repeat (see _send).
         self.controls: dict[Any, bytes] = {}
+        self.unlink_ids = itertools.count(1)
         # The runtime drains `wake_r` when it polls (Process.on_event): the
         # reader threads write to it after queueing, so a poll never sleeps on
         # queued work. Made before the node listens: a peer may come at once.
@@ -315,8 +372,26 @@ class _Router:
                 entry = self.out_mons.pop(control[3], None)
                 if entry is not None:
                     _runtime.send(entry[1], DOWN(control[3], entry[2], control[4]))
-            # LINK, EXIT, EXIT2, SPAWN_REQUEST...: not handled yet (issue 12).
-        except (IndexError, TypeError):
+            elif op == LINK:
+                self._link_in(control[1], control[2])
+            elif op == UNLINK_ID:
+                self._unlink_in(control[2], control[3])
+                # Acked after the link is gone, as OTP 26 requires of a node.
+                self._send_control(peer, (UNLINK_ID_ACK, control[1], control[3], control[2]))
+            elif op == UNLINK:
+                self._unlink_in(control[1], control[2])
+            elif op in (EXIT, EXIT_TT):
+                self._exit_in(control[1], control[2], control[-1])
+            elif op in (EXIT2, EXIT2_TT):
+                self._exit2_in(control[1], control[2], control[-1])
+            elif op in (SPAWN_REQUEST, SPAWN_REQUEST_TT):
+                self._spawn_in(peer, control, message)
+            elif op in (SPAWN_REPLY, SPAWN_REPLY_TT):
+                self._spawn_reply(control)
+            # UNLINK_ID_ACK: nothing to do. Our unlink dropped both halves of
+            # the link at once, and an EXIT still in flight finds no link.
+            _ = UNLINK_ID_ACK
+        except (IndexError, TypeError, ValueError):
             pass  # a malformed control from a peer: dropped, as erl would close
 
     def _monitor_in(self, peer: str, watcher: Any, target: Any, ref: Any) -> None:
@@ -402,6 +477,15 @@ class _Router:
         for watcher, n in self.node_watchers.pop(peer, {}).items():
             for _ in range(n):
                 _runtime.send(watcher, ("nodedown", peer))
+        # Every link over the lost connection breaks with "noconnection".
+        for local, remotes in list(self.links.items()):
+            for remote in [r for r in remotes if r.node == peer]:
+                self._link_del(local, remote)
+                self._signal(local, DistSignal("exit", remote, "noconnection"))
+        for ref, (node, requester) in list(self.spawns.items()):
+            if node == peer:
+                del self.spawns[ref]
+                _runtime.send(requester, ("$spawn_reply", ref, "noconnection"))
 
     # -- from local processes ---------------------------------------------------
 
@@ -435,6 +519,18 @@ class _Router:
                 self._send_control(node, (DEMONITOR_P, watcher, to, m[2]), later=True)
         elif tag == "$dist_monitor_node" and len(m) == 4:
             self._monitor_node(m[1], m[2], m[3])
+        elif tag == "$dist_link" and len(m) == 3:
+            self._link_out(m[1], m[2])
+        elif tag == "$dist_unlink" and len(m) == 3:
+            if m[2] in self.links.get(m[1], ()):
+                self._link_del(m[1], m[2])
+                self._send_control(m[2].node, (UNLINK_ID, next(self.unlink_ids), m[1], m[2]))
+        elif tag == "$dist_exit" and len(m) == 4:
+            c = self._conn(m[2].node)
+            if c is not None:
+                self._write(c, (EXIT2, m[1], m[2], _reason(m[3])))
+        elif tag == "$dist_spawn" and len(m) == 9:
+            self._spawn_out(*m[1:])
         elif tag == "$dist_call" and len(m) == 3:
             # From the call primitive: (label, (caller, ref[, trace id]), request).
             _runtime.send(Pid(m[1][0]), (m[1][1], self._answer(m[2])))
@@ -452,6 +548,14 @@ class _Router:
         return ("error", "unknown_request")
 
     def _local_down(self, m: DOWN) -> None:
+        local = self.mon_links.pop(m.ref, None)
+        if local is not None:
+            # A local party of links across nodes ended (however it ended:
+            # a SIGKILL is "killed"): EXIT to each remote one.
+            self.link_mons.pop(local, None)
+            for remote in self.links.pop(local, ()):
+                self._send_control(remote.node, (EXIT, local, remote, _reason(m.reason)))
+            return
         entry = self.in_by_lref.pop(m.ref, None)
         if entry is None:
             return
@@ -481,6 +585,175 @@ class _Router:
             return
         w = self.node_watchers.setdefault(node, {})
         w[watcher] = w.get(watcher, 0) + 1
+
+    # -- links and exit signals across nodes ----------------------------------
+
+    def _signal(self, local: Pid, signal: DistSignal) -> None:
+        """Hand `local` a signal from a remote process (Process.dist_signal)."""
+        self.p.send_signal(local, _codec.EXIT, _codec.dumps(signal)[1])
+
+    def _link_add(self, local: Pid, remote: Pid) -> bool:
+        """Hold the node's half of a link; False for a link to ourselves."""
+        remotes = self.links.get(local)
+        if remotes is None:
+            try:
+                ref = _runtime.monitor(local)
+            except BadArg:
+                return False  # net_kernel: it never ends while the node is up
+            # A local process already gone gives DOWN "noproc" at once, read
+            # after what is queued: the peer then gets EXIT noproc, as erl
+            # answers a LINK to a dead process.
+            self.links[local] = remotes = set()
+            self.link_mons[local] = ref
+            self.mon_links[ref] = local
+        remotes.add(remote)
+        return True
+
+    def _link_del(self, local: Pid, remote: Pid) -> None:
+        remotes = self.links.get(local)
+        if remotes is None:
+            return
+        remotes.discard(remote)
+        if not remotes:
+            del self.links[local]
+            ref = self.link_mons.pop(local)
+            del self.mon_links[ref]
+            _runtime.demonitor(ref, flush=True)
+
+    def _is_local(self, pid: Any) -> bool:
+        return type(pid) is Pid and pid.node == self.name and pid != self.p.pid
+
+    def _link_in(self, remote: Any, local: Any) -> None:
+        """LINK from a peer's process to one of ours."""
+        if type(remote) is Pid and self._is_local(local) and self._link_add(local, remote):
+            self._signal(local, DistSignal("link", remote))
+
+    def _unlink_in(self, remote: Any, local: Any) -> None:
+        if remote in self.links.get(local, ()):
+            self._link_del(local, remote)
+            self._signal(local, DistSignal("unlink", remote))
+
+    def _exit_in(self, remote: Any, local: Any, reason: Any) -> None:
+        """EXIT: a link broke on the peer's side (its process ended)."""
+        if remote in self.links.get(local, ()):
+            self._link_del(local, remote)
+            self._signal(local, DistSignal("exit", remote, reason))
+
+    def _exit2_in(self, remote: Any, local: Any, reason: Any) -> None:
+        """EXIT2: `exit(Pid, Reason)` from a peer's process."""
+        if type(remote) is not Pid or not self._is_local(local):
+            return
+        if reason == "kill":
+            _runtime.exit(local, "kill")  # SIGKILL, untrappable, as locally
+        else:
+            self._signal(local, DistSignal("exit2", remote, reason))
+
+    def _link_out(self, local: Pid, remote: Pid) -> None:
+        """`otp.link(remote)` from a local process (which holds its half)."""
+        c = self._conn(remote.node)
+        if c is None:
+            # As erl: a link to a node that cannot be reached breaks at once.
+            self._signal(local, DistSignal("exit", remote, "noconnection"))
+            return
+        if self._link_add(local, remote):
+            self._write(c, (LINK, local, remote))
+
+    # -- spawning across nodes ------------------------------------------------
+
+    def _spawn_out(
+        self,
+        requester: Pid,
+        ref: Any,
+        node: str,
+        module: str,
+        function: str,
+        arity: int,
+        args: bytes,
+        opts: tuple[str, ...],
+    ) -> None:
+        """A local process's `otp.spawn(..., node=node)`: SPAWN_REQUEST."""
+        c = self._conn(node)
+        if c is None:
+            _runtime.send(requester, ("$spawn_reply", ref, "noconnection"))
+            return
+        self.spawns[ref] = (node, requester)
+        # We are the group leader of what we start elsewhere (its output is
+        # answered by _local's io_request branch, as for rpc calls).
+        control = (
+            SPAWN_REQUEST,
+            ref,
+            requester,
+            self.p.pid,
+            (Atom(module), Atom(function), arity),
+            [Atom(o) for o in opts],
+        )
+        try:
+            c.send_encoded(control, args)
+        except OSError:
+            c.close()  # its reader sees the close: nodedown answers the request
+
+    def _spawn_reply(self, control: tuple[Any, ...]) -> None:
+        _, ref, _to, flags, result = control[:5]
+        entry = self.spawns.pop(ref, None)
+        if entry is None:
+            return
+        node, requester = entry
+        if type(result) is Pid:
+            # Before the reply: the requester holds the link (and we its
+            # monitor) before it can read anything else from the new process.
+            if flags & 1 and self._link_add(requester, result):
+                self._signal(requester, DistSignal("link", result))
+            if flags & 2:
+                self.out_mons[ref] = (node, requester, result)
+            _runtime.send(requester, ("$spawn_reply", ref, result))
+        else:
+            _runtime.send(requester, ("$spawn_reply", ref, str(result)))
+
+    def _spawn_in(self, peer: str, control: tuple[Any, ...], args: Any) -> None:
+        """SPAWN_REQUEST from a peer (erl's `spawn(Node, M, F, A)` and ours):
+        start `M:F(*A)` in a new process of this node (`_route.run_mfa`), with
+        the link and monitor set up here before the reply goes out."""
+        _, ref, requester, _group_leader, mfa, opts = control[:6]
+
+        def reply(result: Any, flags: int = 0) -> None:
+            self._send_control(peer, (SPAWN_REPLY, ref, requester, flags, result))
+
+        if not (
+            type(requester) is Pid
+            and type(mfa) is tuple
+            and len(mfa) == 3
+            and type(mfa[0]) is Atom
+            and type(mfa[1]) is Atom
+            and type(args) is list
+            and type(opts) is list
+        ):
+            reply(Atom("badarg"))
+            return
+        link = "link" in opts
+        monitor = any(o == "monitor" or (type(o) is tuple and o[:1] == ("monitor",)) for o in opts)
+        module, function = str(mfa[0]), str(mfa[1])
+        try:
+            pid = _node.spawn(
+                _route.run_mfa,
+                (module, function, tuple(args), {}, requester if link else None),
+                {},
+                False,
+                f"{module}:{function}",
+            )
+        except (OSError, OTPError):
+            reply(Atom("system_limit"))
+            return
+        flags = 0
+        if link and self._link_add(pid, requester):
+            flags |= 1
+        if monitor:
+            lref = _runtime.monitor(pid)
+            self.in_mons[(peer, ref)] = lref
+            self.in_by_lref[lref] = (peer, requester, pid, ref)
+            flags |= 2
+        # Sent now, before we read anything else: nothing the new process
+        # does (its messages, its end) can reach the requester before this.
+        reply(pid, flags)
 
     # -- writing to peers -----------------------------------------------------
 
@@ -523,6 +796,12 @@ class _Router:
         except OSError:
             c.close()
 
+    def _write(self, c: Any, control: tuple[Any, ...]) -> None:
+        try:
+            c.send(control)
+        except OSError:
+            c.close()  # its reader sees the close: nodedown, noconnection
+
     def _send_control(self, node: str, control: tuple[Any, ...], later: bool = False) -> None:
         with self.node._lock:
             c = self.node.connections.get(node)
@@ -545,10 +824,13 @@ class _Router:
 
 def _reason(reason: Any) -> Any:
     # Exit reasons become atoms where Erlang has them as atoms ("normal",
-    # "shutdown", "noproc"...); a reason with no term form (a Crash) travels
-    # as its text.
+    # "shutdown", "noproc"...), and so does the tag of a tagged tuple
+    # (("shutdown", x) is {shutdown, X}); a reason with no term form (a
+    # Crash) travels as its text. Atom == str: Python peers see no change.
     if type(reason) is str:
         return Atom(reason)
+    if type(reason) is tuple and reason and type(reason[0]) is str:
+        reason = (Atom(reason[0]), *reason[1:])
     try:
         _etf.encode(reason)
         return reason

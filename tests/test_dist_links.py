@@ -1,0 +1,267 @@
+"""Links and exit signals across nodes, with the same calls as locally:
+`otp.link`, `otp.unlink`, `otp.exit`; a remote end reaches a linked process
+as an exit signal (it dies of it, or gets `EXIT` when trapping), SIGKILL of a
+local process is `"killed"` on the other node, and a lost connection breaks
+every link over it with `"noconnection"`. Python to Python (the peer is its
+own program, tests/dist_peer.py) and with a real erl node."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from dist_helpers import Peer, agent_of, erl_node, python_peer
+
+import otp
+from otp import Atom
+from otp.dist._testing import Epmd, new_cookie
+
+pytestmark = pytest.mark.erlang  # epmd comes with Erlang
+
+
+@pytest.fixture
+def epmd() -> Iterator[Epmd]:
+    with Epmd().running() as e:
+        yield e
+
+
+@pytest.fixture
+def cookie() -> str:
+    return new_cookie()
+
+
+@pytest.fixture
+def peer(epmd: Epmd, cookie: str) -> Iterator[Peer]:
+    with python_peer(f"peer{os.getpid()}@127.0.0.1", cookie, epmd) as p:
+        yield p
+
+
+@pytest.fixture
+def local(epmd: Epmd, cookie: str) -> Iterator[str]:
+    """This test's node, distributed; stopped before epmd is."""
+    name = f"py{os.getpid()}@127.0.0.1"
+    otp.node.start(name=name, cookie=cookie, epmd=epmd.port)
+    try:
+        yield name
+    finally:
+        otp.node.stop()
+
+
+@pytest.fixture
+def erl(epmd: Epmd, cookie: str, local: str) -> Iterator[tuple[str, Any]]:
+    name = f"e{os.getpid()}@127.0.0.1"
+    with erl_node(name, cookie, epmd) as proc:
+        yield name, proc
+
+
+def _relay(node: str, trap: bool = True) -> otp.Pid:
+    """A `dist_helpers.relay` process on `node`."""
+    otp.spawn("dist_helpers:relay", otp.self_pid(), trap, node=node)
+    m = otp.receive(lambda m: type(m) is tuple and m[:1] == ("relay",), timeout=10)
+    return m[1]  # type: ignore[no-any-return]
+
+
+def _next(tag: str, timeout: float = 15) -> Any:
+    return otp.receive(lambda m: type(m) is tuple and m[:1] == (tag,), timeout=timeout)
+
+
+def _down(ref: otp.Ref, timeout: float = 15) -> Any:
+    return otp.receive(lambda m: type(m) is otp.DOWN and m.ref == ref, timeout=timeout).reason
+
+
+def _exit_from(pid: otp.Pid, timeout: float = 15) -> Any:
+    return otp.receive(lambda m: type(m) is otp.EXIT and m.pid == pid, timeout=timeout).reason
+
+
+def _linked_to(remote: otp.Pid, main: otp.Pid) -> None:
+    # A local process that links to `remote`, says so, and waits.
+    otp.link(remote)
+    otp.send(main, ("ready", otp.self_pid()))
+    otp.receive()
+
+
+def test_a_linked_remote_end_is_an_exit_message_when_trapping_and_kills_otherwise(
+    local: str, peer: Peer
+) -> None:
+    otp.trap_exit(True)
+    remote = _relay(peer.name, trap=False)
+    otp.link(remote)
+    assert remote in otp.process_info(otp.self_pid())["links"]
+    # A non-trapping local process linked to the same remote one dies of it,
+    # with the same reason.
+    bystander = otp.spawn(_linked_to, remote, otp.self_pid())
+    _next("ready")
+    mon = otp.monitor(bystander)
+    otp.send(remote, ("stop", ("shutdown", "done")))
+    assert _exit_from(remote) == ("shutdown", "done")
+    assert _down(mon) == ("shutdown", "done")
+    assert remote not in otp.process_info(otp.self_pid())["links"]
+
+
+def test_a_sigkilled_local_process_is_killed_for_its_remote_link(local: str, peer: Peer) -> None:
+    remote = _relay(peer.name)
+    victim = otp.spawn(_linked_to, remote, otp.self_pid())
+    _next("ready")
+    os.kill(victim.id, signal.SIGKILL)
+    # The relay traps exits and forwards its EXIT to us.
+    assert _next("got_exit") == ("got_exit", victim, "killed")
+
+    # And a graceful end carries its reason.
+    def ends(remote: otp.Pid, main: otp.Pid) -> None:
+        otp.link(remote)
+        otp.send(main, ("ready", otp.self_pid()))
+        otp.receive()
+        raise otp.Exit(("bye", 1))
+
+    ender = otp.spawn(ends, remote, otp.self_pid())
+    _next("ready")
+    otp.send(ender, "go")
+    assert _next("got_exit") == ("got_exit", ender, ("bye", 1))
+    otp.send(remote, ("stop", "normal"))
+
+
+def test_exit_to_a_remote_process_is_trapped_and_kill_cannot_be(local: str, peer: Peer) -> None:
+    remote = _relay(peer.name)
+    mon = otp.monitor(remote)
+    otp.exit(remote, "please")
+    assert _next("got_exit") == ("got_exit", otp.self_pid(), "please")
+    # "normal" to a trapping process is a message too.
+    otp.exit(remote, "normal")
+    assert _next("got_exit") == ("got_exit", otp.self_pid(), "normal")
+    otp.exit(remote, "kill")
+    assert _down(mon) == "killed"
+    # A remote process's exit(pid, reason) reaches a local one the same way.
+    otp.trap_exit(True)
+    other = _relay(peer.name)
+    otp.send(other, ("exit", otp.self_pid(), ("stop", 7)))
+    assert _exit_from(other) == ("stop", 7)
+    otp.send(other, ("stop", "normal"))
+
+
+def test_unlink_on_either_side_means_the_end_no_longer_arrives(local: str, peer: Peer) -> None:
+    otp.trap_exit(True)
+    remote = _relay(peer.name, trap=False)
+    otp.link(remote)
+    otp.unlink(remote)
+    mon = otp.monitor(remote)
+    otp.send(remote, ("stop", "boom"))
+    assert _down(mon) == "boom"
+    # An EXIT would have come before the DOWN (one path, in order).
+    assert not any(type(m) is otp.EXIT for m in _drain())
+    # The other side unlinks: the same.
+    remote = _relay(peer.name, trap=False)
+    otp.link(remote)
+    otp.send(remote, ("unlink", otp.self_pid()))
+    _next("unlinked")
+    mon = otp.monitor(remote)
+    otp.send(remote, ("stop", "boom"))
+    assert _down(mon) == "boom"
+    assert not any(type(m) is otp.EXIT for m in _drain())
+
+
+def _drain() -> list[Any]:
+    out = []
+    while True:
+        try:
+            out.append(otp.receive(timeout=0))
+        except otp.ReceiveTimeout:
+            return out
+
+
+def test_linking_to_a_remote_process_that_is_gone_gives_noproc(local: str, peer: Peer) -> None:
+    otp.trap_exit(True)
+    remote = _relay(peer.name, trap=False)
+    mon = otp.monitor(remote)
+    otp.send(remote, ("stop", "normal"))
+    assert _down(mon) == "normal"
+    otp.link(remote)
+    assert _exit_from(remote) == "noproc"
+
+
+def test_a_lost_connection_breaks_every_link_over_it_with_noconnection(
+    local: str, peer: Peer
+) -> None:
+    otp.trap_exit(True)
+    remote = _relay(peer.name, trap=False)
+    otp.link(remote)
+    # A non-trapping local process linked over the same connection dies of it.
+    bystander = otp.spawn(_linked_to, remote, otp.self_pid())
+    _next("ready")
+    mon = otp.monitor(bystander)
+    # Kill the peer's dist process: its node stays up, the connection goes.
+    otp.spawn("dist_helpers:whereis_to", otp.self_pid(), "net_kernel", node=peer.name)
+    net_kernel = _next("whereis")[2]
+    assert net_kernel.node == peer.name
+    os.kill(net_kernel.id, signal.SIGKILL)
+    assert _exit_from(remote) == "noconnection"
+    assert _down(mon) == "noconnection"
+    # A link to a node that cannot be reached breaks at once, the same way.
+    otp.link(remote)
+    assert _exit_from(remote) == "noconnection"
+
+
+def test_links_both_ways_with_erl(erl: tuple[str, Any]) -> None:
+    node, _ = erl
+    otp.trap_exit(True)
+    agent = agent_of(node)
+    # erl links to a Python process; SIGKILL of it is "killed" there.
+    victim = otp.spawn(otp.receive)
+    otp.send(agent, (Atom("link"), victim))
+    assert _next("linked") == ("linked", victim)
+    os.kill(victim.id, signal.SIGKILL)
+    assert _next("got", 15) == ("got", (Atom("EXIT"), victim, Atom("killed")))
+    # A graceful end carries its reason (atoms for str reasons).
+    quitter = otp.spawn(lambda: otp.receive() and None)
+    otp.send(agent, (Atom("link"), quitter))
+    _next("linked")
+    otp.exit(quitter, "shutdown")
+    assert _next("got", 15) == ("got", (Atom("EXIT"), quitter, Atom("shutdown")))
+    # Python links to an erl process: erl's end reaches us, killed included.
+    otp.send(agent, (Atom("start_victim"),))
+    erl_victim = _next("victim")[1]
+    otp.link(erl_victim)
+    otp.exit(erl_victim, "kill")
+    assert _exit_from(erl_victim) == "killed"
+    # exit/2 from erl to a trapping Python process is a message.
+    otp.send(agent, (Atom("exit"), otp.self_pid(), Atom("go_away")))
+    assert _exit_from(agent) == "go_away"
+    # erl unlinks (UNLINK_ID, acked): its end no longer reaches us.
+    otp.link(agent)
+    otp.send(agent, (Atom("unlink"), otp.self_pid()))
+    _next("unlinked")
+
+    # We unlink from erl: our end no longer reaches it.
+    def linked_then_unlinked(agent: otp.Pid, main: otp.Pid) -> None:
+        otp.link(agent)
+        otp.unlink(agent)
+        otp.send(main, ("ready", otp.self_pid()))
+        raise otp.Exit("gone")
+
+    p = otp.spawn(linked_then_unlinked, agent, otp.self_pid())
+    _next("ready")
+    mon = otp.monitor(p)
+    assert _down(mon) == "gone"
+    # The agent's end: we hold no link now (erl unlinked), so only the
+    # control message below reaches us, no EXIT.
+    otp.send(agent, (Atom("ping"),))
+    assert _next("got") == ("got", (Atom("ping"),))
+    otp.link(agent)
+    otp.send(agent, (Atom("die"), Atom("bye")))
+    assert _exit_from(agent) == "bye"
+    assert not any(type(m) is otp.EXIT or m[:1] == ("got",) for m in _drain())
+
+
+def test_killing_the_erl_node_breaks_links_with_noconnection(erl: tuple[str, Any]) -> None:
+    node, proc = erl
+    otp.trap_exit(True)
+    agent = agent_of(node)
+    otp.link(agent)
+    bystander = otp.spawn(_linked_to, agent, otp.self_pid())
+    _next("ready")
+    mon = otp.monitor(bystander)
+    proc.kill()
+    assert _exit_from(agent) == "noconnection"
+    assert _down(mon) == "noconnection"
