@@ -10,6 +10,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+import dist_structs  # noqa: F401  (registers its struct before the node starts)
+
 import otp
 from behaviours import GenServer, NoReply, Reply, gen_server
 

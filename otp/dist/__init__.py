@@ -6,7 +6,9 @@ epmd, the version 6 handshake with the cookie challenge, and the External
 Term Format. The pieces, each usable and tested on its own:
 
 - `otp.dist._etf`: the term codec; its docstring has the Python <-> Erlang
-  mapping table (`Atom`, `ImproperList`, `BitString`, `Fun`, `Port`).
+  mapping table (`Atom`, `ImproperList`, `BitString`, `Fun`, `Port`), and
+  `register_struct`, which lets a class of yours cross nodes (as an Elixir
+  struct: a map, never pickle).
 - `otp.dist._epmd`: the port mapper client (register a node, look one up).
 - `otp.dist._portmapper`: our own epmd-compatible port mapper, started by a
   node when no epmd runs on its host (its docstring: who owns it, takeover).
@@ -22,6 +24,24 @@ never runs code.
 
 from __future__ import annotations
 
-from ._etf import Atom, BitString, DecodeError, EncodeError, Fun, ImproperList, Port
+from ._etf import (
+    Atom,
+    BitString,
+    DecodeError,
+    EncodeError,
+    Fun,
+    ImproperList,
+    Port,
+    register_struct,
+)
 
-__all__ = ["Atom", "BitString", "DecodeError", "EncodeError", "Fun", "ImproperList", "Port"]
+__all__ = [
+    "Atom",
+    "BitString",
+    "DecodeError",
+    "EncodeError",
+    "Fun",
+    "ImproperList",
+    "Port",
+    "register_struct",
+]

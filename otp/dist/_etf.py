@@ -57,6 +57,30 @@ Anything else (sets, objects, namedtuples, `int` subclasses other than
 `bool`, non-finite floats, a str that is not valid Unicode) raises
 `EncodeError` in the sender: nothing is sent.
 
+User classes: structs
+---------------------
+A class of yours crosses nodes only once registered, and then as Elixir
+does with a struct: a map whose `__struct__` key is an atom naming it, its
+fields under atom keys. Never by pickle.
+
+    @dataclass
+    class Point:
+        x: int
+        y: int
+
+    otp.dist.register_struct(Point)                  # dataclasses: nothing else to say
+    # Point(1, 2) <-> #{'__struct__' => 'mymod.Point', x => 1, y => 2}
+    otp.dist.register_struct(User, "Elixir.MyApp.User")  # an Elixir struct
+
+A class that is not a dataclass gives `to_map(obj) -> dict` and
+`from_map(fields) -> obj`. Decoding builds the object only for a registered
+name, with the registered `from_map` (the user's code, chosen by the user,
+never by the sender); a map whose `__struct__` names nothing registered, or
+whose fields `from_map` refuses, stays a plain dict. Register at import time
+of the module that defines the class, before `otp.node.start`: the node's
+dist process, which decodes what arrives, knows the registrations it was
+started with.
+
 Pids and Refs
 -------------
 The runtime's Pid is `(node, id, serial)`: `id` is an OS pid (< 2**22 on
@@ -94,9 +118,11 @@ raises `DecodeError` (a `ProtocolError`), never anything else.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import struct
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 from .. import _runtime
@@ -303,6 +329,87 @@ def _atom_from(raw: bytes, latin1: bool) -> Any:
     return _SPECIAL_ATOMS.get(a, a)
 
 
+# -- user classes as structs (see "User classes: structs" above) -------------
+
+_STRUCT = Atom("__struct__")
+# Types the mapping table covers already: not registrable as structs.
+_BUILTIN_TERM_TYPES: frozenset[type] = frozenset(
+    {bool, int, float, str, bytes, tuple, list, dict, type(None), Atom, Pid, Ref}
+)
+_StructEntry = tuple[Atom, Callable[[Any], dict[Any, Any]], Callable[[dict[str, Any]], Any]]
+_struct_by_class: dict[type, _StructEntry] = {}
+_struct_by_name: dict[str, _StructEntry] = {}
+
+
+def register_struct(
+    cls: type,
+    name: str | None = None,
+    *,
+    to_map: Callable[[Any], dict[Any, Any]] | None = None,
+    from_map: Callable[[dict[str, Any]], Any] | None = None,
+) -> None:
+    """Let instances of `cls` cross nodes as a struct named `name`.
+
+    Args:
+        cls: the class (exactly: subclasses are not covered).
+        name: the struct's name, an atom on the wire; default
+            `"module.QualName"`. An Elixir struct's is `"Elixir.Mod.Name"`.
+        to_map: `obj -> {field: value}` (str or Atom keys); default for a
+            dataclass: its fields.
+        from_map: `{field: value} -> obj` (str keys, `__struct__` removed);
+            default for a dataclass: `cls(**fields)`.
+
+    Raises:
+        BadArg: `cls` is not a dataclass and a function is missing, the
+            name is taken by another class, or `cls` is a type the mapping
+            table already covers.
+    """
+    from .._exceptions import BadArg
+
+    if cls in _BUILTIN_TERM_TYPES:
+        raise BadArg(f"{cls.__name__} already has an Erlang term form")
+    if to_map is None or from_map is None:
+        if not dataclasses.is_dataclass(cls):
+            raise BadArg(f"{cls.__name__} is not a dataclass: give to_map= and from_map=")
+        names = [f.name for f in dataclasses.fields(cls)]
+        if to_map is None:
+
+            def to_map(obj: Any, _names: list[str] = names) -> dict[Any, Any]:
+                return {n: getattr(obj, n) for n in _names}
+
+        if from_map is None:
+
+            def from_map(fields: dict[str, Any], _cls: type = cls) -> Any:
+                return _cls(**fields)
+
+    atom = Atom(name if name is not None else f"{cls.__module__}.{cls.__qualname__}")
+    _enc_atom_new(atom, bytearray())  # an atom ETF can carry, or EncodeError now
+    other = _struct_by_name.get(atom)
+    if other is not None and _struct_by_class.get(cls) is not other:
+        raise BadArg(f"the struct name {str(atom)!r} is registered for another class")
+    entry: _StructEntry = (atom, to_map, from_map)
+    old = _struct_by_class.get(cls)
+    if old is not None:
+        _struct_by_name.pop(old[0], None)
+    _struct_by_class[cls] = entry
+    _struct_by_name[atom] = entry
+
+
+def _struct_from(m: dict[Any, Any]) -> Any:
+    """A decoded map with a `__struct__` key: the registered class's object,
+    or the map itself (unknown name, or fields its from_map refuses)."""
+    entry = _struct_by_name.get(m[_STRUCT]) if type(m[_STRUCT]) is Atom else None
+    if entry is None:
+        return m
+    fields = {str(k): v for k, v in m.items() if k != _STRUCT and type(k) is Atom}
+    if len(fields) != len(m) - 1:
+        return m  # a key that is not an atom: not one of our structs
+    try:
+        return entry[2](fields)
+    except Exception:
+        return m
+
+
 class Codec:
     """Encoder and decoder for one node.
 
@@ -403,6 +510,13 @@ class Codec:
             out += t.data
         elif cls is Fun or cls is Port:
             out += t.raw
+        elif cls in _struct_by_class:
+            name, to_map, _ = _struct_by_class[cls]
+            fields = to_map(t)
+            m: dict[Any, Any] = {_STRUCT: name}
+            for k, v in fields.items():
+                m[k if type(k) is Atom else Atom(k)] = v
+            self._enc(m, out)
         else:
             raise EncodeError(
                 f"{cls.__name__} has no Erlang term form (see otp.dist's mapping table): {t!r}"
@@ -640,6 +754,8 @@ class Codec:
                     m[k] = v
                 except TypeError:
                     raise DecodeError(f"a map key Python cannot hash: {k!r}") from None
+            if _struct_by_name and _STRUCT in m:
+                return _struct_from(m), i
             return m, i
         if tag in (NEW_PID_EXT, PID_EXT):
             return self._dec_pid(buf, i, tag)
