@@ -793,6 +793,12 @@ class Process:
         if peer in self.links:
             self.links.discard(peer)
             self.exit_signal(peer, reason, linked=True)
+        route = sys.modules.get("otp.dist._route")
+        if route is not None and route._cached is not None and route._cached[0] == peer:
+            # The node's dist process ended (killed, or distribution
+            # stopped): as a lost connection to every node, each link to
+            # and monitor of another node's process breaks (otp/dist/_route.py).
+            route.dist_lost(self)
 
     def exit_signal(self, sender: Pid, reason: Any, linked: bool = False) -> None:
         """An exit signal arrived (OTP semantics, otp-semantics.md section 5)."""

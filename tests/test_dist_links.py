@@ -265,3 +265,20 @@ def test_killing_the_erl_node_breaks_links_with_noconnection(erl: tuple[str, Any
     proc.kill()
     assert _exit_from(agent) == "noconnection"
     assert _down(mon) == "noconnection"
+
+
+def test_the_end_of_the_dist_process_breaks_every_remote_link_and_monitor(
+    local: str, peer: Peer
+) -> None:
+    # Erlang's rule for a lost connection, applied when the process that held
+    # every connection of this node is itself killed.
+    otp.trap_exit(True)
+    remote = _relay(peer.name, trap=False)
+    otp.link(remote)
+    mon = otp.monitor(remote)
+    dist = otp.whereis("net_kernel")
+    assert dist is not None
+    os.kill(dist.id, signal.SIGKILL)
+    assert _exit_from(remote) == "noconnection"
+    assert _down(mon) == "noconnection"
+    assert remote not in otp.process_info(otp.self_pid())["links"]

@@ -250,6 +250,23 @@ def unlink(p: _runtime.Process, pid: Pid) -> None:
         p.send(d[0], ("$dist_unlink", p.pid, pid))
 
 
+def dist_lost(p: _runtime.Process) -> None:
+    """The node's dist process is gone (the runtime saw its end): every
+    connection to another node went with it. So, as for a lost connection,
+    each remote monitor of this process (calls in progress included) gets
+    `DOWN(..., "noconnection")` and each link to another node's process
+    breaks with `"noconnection"`. Without this they would wait forever: the
+    dist process was the one to tell them."""
+    global _cached
+    _cached = None
+    for ref, target in list(_remote_mons.items()):
+        p.mailbox.append(DOWN(ref, target, "noconnection"))
+    _remote_mons.clear()
+    for pid in [x for x in p.links if x[0] != _runtime.NODE_NAME]:
+        p.links.discard(pid)
+        p.exit_signal(pid, "noconnection", linked=True)
+
+
 def exit(p: _runtime.Process, pid: Pid, reason: Any) -> None:
     """`otp.exit` to another node's Pid: an EXIT2 signal (`"kill"` kills
     there too). Dropped if the node cannot be reached, as in Erlang; raises
