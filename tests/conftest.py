@@ -23,6 +23,9 @@ from otp import _runtime
 from otp.testing import _otp_descendants, node_guard
 from otp.testing import wait_until as wait_until  # re-exported: tests import it from here
 
+# The distribution tests' fixtures (epmd, cookie, local, peer).
+pytest_plugins = ["dist_fixtures"]
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 sys.path.insert(0, os.path.dirname(__file__))

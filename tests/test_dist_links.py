@@ -13,41 +13,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from dist_helpers import Peer, agent_of, erl_node, python_peer
+from dist_helpers import Peer, agent_of, erl_node
 
 import otp
 from otp import Atom
-from otp.dist._testing import Epmd, new_cookie
+from otp.dist._testing import Epmd
 
 pytestmark = pytest.mark.erlang  # epmd comes with Erlang
-
-
-@pytest.fixture
-def epmd() -> Iterator[Epmd]:
-    with Epmd().running() as e:
-        yield e
-
-
-@pytest.fixture
-def cookie() -> str:
-    return new_cookie()
-
-
-@pytest.fixture
-def peer(epmd: Epmd, cookie: str) -> Iterator[Peer]:
-    with python_peer(f"peer{os.getpid()}@127.0.0.1", cookie, epmd) as p:
-        yield p
-
-
-@pytest.fixture
-def local(epmd: Epmd, cookie: str) -> Iterator[str]:
-    """This test's node, distributed; stopped before epmd is."""
-    name = f"py{os.getpid()}@127.0.0.1"
-    otp.node.start(name=name, cookie=cookie, epmd=epmd.port)
-    try:
-        yield name
-    finally:
-        otp.node.stop()
 
 
 @pytest.fixture

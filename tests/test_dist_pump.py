@@ -18,33 +18,12 @@ import otp
 from behaviours import gen_server
 from otp.dist._etf import Atom
 from otp.dist._node import DistNode
-from otp.dist._testing import Epmd, new_cookie
+from otp.dist._testing import Epmd
 
 pytestmark = pytest.mark.erlang  # epmd comes with Erlang
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PEER = os.path.join(HERE, "dist_peer.py")
-
-
-@pytest.fixture
-def epmd() -> Iterator[Epmd]:
-    with Epmd().running() as e:
-        yield e
-
-
-@pytest.fixture
-def cookie() -> str:
-    return new_cookie()
-
-
-@pytest.fixture
-def local(epmd: Epmd, cookie: str) -> Iterator[str]:
-    name = f"py{os.getpid()}@127.0.0.1"
-    otp.node.start(name=name, cookie=cookie, epmd=epmd.port)
-    try:
-        yield name
-    finally:
-        otp.node.stop()  # before epmd is killed
 
 
 @pytest.fixture

@@ -3,20 +3,18 @@ a map with a `__struct__` atom), never pickle."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from dist_helpers import Peer, python_peer
+from dist_helpers import Peer
 from dist_structs import Point
 
 import otp
 from otp import Atom
 from otp.dist import _etf, register_struct
 from otp.dist._etf import EncodeError
-from otp.dist._testing import Epmd, new_cookie, run_erl
+from otp.dist._testing import run_erl
 
 
 @dataclass
@@ -123,33 +121,6 @@ def test_erl_reads_a_struct_as_a_map_and_writes_one_back_that_decodes_to_the_cla
 
 
 # ------------------------------------------------------------ across nodes
-
-
-@pytest.fixture
-def epmd() -> Iterator[Epmd]:
-    with Epmd().running() as e:
-        yield e
-
-
-@pytest.fixture
-def cookie() -> str:
-    return new_cookie()
-
-
-@pytest.fixture
-def local(epmd: Epmd, cookie: str) -> Iterator[str]:
-    name = f"py{os.getpid()}@127.0.0.1"
-    otp.node.start(name=name, cookie=cookie, epmd=epmd.port)
-    try:
-        yield name
-    finally:
-        otp.node.stop()
-
-
-@pytest.fixture
-def peer(epmd: Epmd, cookie: str) -> Iterator[Peer]:
-    with python_peer(f"peer{os.getpid()}@127.0.0.1", cookie, epmd) as p:
-        yield p
 
 
 @pytest.mark.erlang  # epmd comes with Erlang

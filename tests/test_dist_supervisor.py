@@ -9,45 +9,17 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from dist_helpers import Peer, Worker, erl_node, python_peer
+from dist_helpers import Peer, Worker, erl_node
 
 import otp
 from behaviours import ChildSpec, gen_server, supervisor
 from otp import Atom
-from otp.dist._testing import Epmd, new_cookie
+from otp.dist._testing import Epmd
 
 pytestmark = pytest.mark.erlang  # epmd comes with Erlang
-
-
-@pytest.fixture
-def epmd() -> Iterator[Epmd]:
-    with Epmd().running() as e:
-        yield e
-
-
-@pytest.fixture
-def cookie() -> str:
-    return new_cookie()
-
-
-@pytest.fixture
-def peer(epmd: Epmd, cookie: str) -> Iterator[Peer]:
-    with python_peer(f"peer{os.getpid()}@127.0.0.1", cookie, epmd) as p:
-        yield p
-
-
-@pytest.fixture
-def local(epmd: Epmd, cookie: str) -> Iterator[str]:
-    name = f"py{os.getpid()}@127.0.0.1"
-    otp.node.start(name=name, cookie=cookie, epmd=epmd.port)
-    try:
-        yield name
-    finally:
-        otp.node.stop()
 
 
 def _down(ref: otp.Ref, timeout: float = 20) -> Any:
