@@ -274,7 +274,7 @@ class _Opaque:
         self.raw = bytes(raw)
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and self.raw == other.raw  # type: ignore[attr-defined]
+        return type(other) is type(self) and self.raw == other.raw
 
     def __hash__(self) -> int:
         return hash((type(self).__name__, self.raw))

@@ -353,9 +353,10 @@ class Pump:
             for st in conns:
                 poller.register(st.fd, select.POLLIN | (select.POLLOUT if st.want_out else 0))
             for fd, ev in poller.poll(1000):
-                st = self.conns.get(fd)
-                if st is None:
+                ready = self.conns.get(fd)
+                if ready is None:
                     continue
+                st = ready
                 if ev & select.POLLOUT:
                     st.flush()
                 if ev & ~select.POLLOUT:
