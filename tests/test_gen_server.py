@@ -861,3 +861,41 @@ def test_default_init_takes_one_argument_as_the_state() -> None:
     pid = Minimal.start_link({"k": 1})
     assert gen_server.call(pid, "x") == ("got", "x", {"k": 1})
     gen_server.stop(pid)
+
+
+# --------------------------------- a reply and the server's end, read together
+
+
+def _replies_then_ends(main: otp.Pid) -> None:
+    _label, from_, _req = otp.receive()
+    otp.send(main, ("got the request", otp.self_pid()))
+    otp.receive(lambda m: m == "go")
+    gen_server.reply((otp.Pid(from_[0]), from_[1]), "answer")
+    # returns at once: its end follows the reply on the same connection
+
+
+def _calls_then_looks_for_strays(server: otp.Pid, main: otp.Pid) -> None:
+    answer = gen_server.call(server, "question", 30)
+    try:
+        stray = otp.receive(timeout=0.5)
+    except otp.ReceiveTimeout:
+        stray = None
+    otp.send(main, ("result", answer, stray))
+
+
+def test_a_reply_read_together_with_the_servers_end_leaves_no_stray_down() -> None:
+    # The caller is stopped (SIGSTOP) while the server replies and ends, so
+    # it reads the reply and the end in one go; gen:call flushes the call's
+    # monitor, and so must we: the caller's next receive sees nothing.
+    me = otp.self_pid()
+    server = otp.spawn(_replies_then_ends, me)
+    caller = otp.spawn(_calls_then_looks_for_strays, server, me)
+    otp.receive(lambda m: m == ("got the request", server), timeout=10)
+    os.kill(caller.id, signal.SIGSTOP)
+    try:
+        mon = otp.monitor(server)
+        otp.send(server, "go")
+        assert otp.receive(lambda m: type(m) is otp.DOWN and m.ref == mon, timeout=10)
+    finally:
+        os.kill(caller.id, signal.SIGCONT)
+    assert otp.receive(lambda m: m[0] == "result", timeout=10) == ("result", "answer", None)
