@@ -66,6 +66,7 @@ def start(
     epmd: int | None = None,
     listen: str = "127.0.0.1",
     allow_plain_tcp: bool = False,
+    ticktime: float = 60.0,
 ) -> Any:
     """Start the local node. Raises OTPError if it is already started.
 
@@ -85,6 +86,10 @@ def start(
             interface's address.
         allow_plain_tcp: allow a non-loopback `listen` without `tls` (for a
             network you trust completely).
+        ticktime: Erlang's `net_ticktime`, in seconds: a connection that
+            stays silent this long (no tick, no message) is declared down
+            (`nodedown`, `"noconnection"`); a tick goes out every quarter of
+            it. Use the same value on every node of a cluster.
 
     Raises:
         BadArg: a non-loopback `listen` without `tls` or `allow_plain_tcp`,
@@ -97,6 +102,7 @@ def start(
     global _distributed
     if name is None or "@" not in name:
         if cookie is not None or tls is not None or port is not None or epmd is not None:
+            # (ticktime has a default, so it cannot be told apart: ignored.)
             raise BadArg(f"a distributed node needs a name alive@host, not {name!r}")
         return _start(name)
     # Checked here, in the caller, before the node forks anything: a refused
@@ -114,7 +120,7 @@ def start(
     _distributed = True
     options = {"tls": tls, "host": listen, "allow_plain_tcp": allow_plain_tcp}
     try:
-        _process.start(name, cookie, epmd=epmd, port=port or 0, options=options)
+        _process.start(name, cookie, epmd=epmd, port=port or 0, ticktime=ticktime, options=options)
     except BaseException:
         stop()
         raise

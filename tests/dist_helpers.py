@@ -141,6 +141,7 @@ register(agent, spawn(fun() -> process_flag(trap_exit, true),
     {unlink, P} -> unlink(P), Owner ! {unlinked, P}, L(Owner);
     {exit, P, R} -> exit(P, R), Owner ! {exited, P}, L(Owner);
     {spawn_link, N, M, F, A} -> Owner ! {spawned, spawn_link(N, M, F, A)}, L(Owner);
+    {monitor_node, N} -> monitor_node(N, true), Owner ! {monitoring, N}, L(Owner);
     {start_victim} ->
         Owner ! {victim, spawn(fun() -> receive _ -> ok end end)}, L(Owner);
     {die, R} -> exit(R);

@@ -13,7 +13,8 @@ from typing import Any
 import dist_structs  # noqa: F401  (registers its struct before the node starts)
 
 import otp
-from behaviours import GenServer, NoReply, Reply, gen_server
+from behaviours import GenServer, GenStatem, NoReply, Reply, gen_server
+from behaviours.gen_statem import Call, NextState, ReplyTo
 
 
 class Counter(GenServer):
@@ -41,6 +42,26 @@ class Counter(GenServer):
                 return NoReply(n)
 
 
+class Switch(GenStatem):
+    """A GenStatem for calls across nodes: "flip" toggles off/on and answers
+    the new state (from Python or from erl's gen_statem:call)."""
+
+    callback_mode = "state_functions"
+
+    def init(self) -> Any:
+        return "off", 0
+
+    def off(self, event_type: Any, content: Any, data: int) -> Any:
+        match event_type, content:
+            case Call(from_), "flip":
+                return NextState("on", data + 1, [ReplyTo(from_, ("on", data + 1))])
+
+    def on(self, event_type: Any, content: Any, data: int) -> Any:
+        match event_type, content:
+            case Call(from_), "flip":
+                return NextState("off", data + 1, [ReplyTo(from_, ("off", data + 1))])
+
+
 def echo() -> None:
     while True:
         match otp.receive():
@@ -52,6 +73,7 @@ def main() -> None:
     name, cookie, epmd = sys.argv[1], sys.argv[2], int(sys.argv[3])
     otp.node.start(name=name, cookie=cookie, epmd=epmd)
     Counter.start(name="counter")
+    Switch.start(name="switch")
     otp.register("echo", otp.spawn(echo))
     print("ready", flush=True)
     sys.stdin.read()  # until the test closes it
