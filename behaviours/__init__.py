@@ -18,7 +18,7 @@ from .application import Application
 from .gen_event import EventHandler, GenEvent
 from .gen_server import GenServer, Ignore, Init, NoReply, Reply, Stop
 from .gen_statem import GenStatem
-from .supervisor import ChildSpec, SupFlags, Supervisor
+from .supervisor import ChildSpec, Supervisor, SupFlags
 
 __all__ = [
     "Application",

@@ -177,7 +177,7 @@ import os
 from typing import Any, ClassVar, NoReturn
 
 import otp
-from otp import _runtime
+from otp import _runtime, _upgrade
 from otp._exceptions import BadArg, Exit, HandlerError
 from otp._log import log_warning, logger
 from otp._terms import EXIT, Crash, Pid, Ref
@@ -593,8 +593,6 @@ class _Manager:
         `module` moves to the reloaded class, each through its own
         code_change(old_vsn, state, extra). All or none: if one raises, every
         handler keeps its old code and state."""
-        from otp import _upgrade
-
         hs = [h for h in self.handlers if _upgrade.uses(h.mod, module)]
         if not hs:
             return False
@@ -890,8 +888,6 @@ class _Manager:
 
 
 def _new_and_init(cls: Any, args: Any) -> tuple[Any, Any]:
-    from otp import _upgrade
-
     # Added after a hot upgrade of its module, it runs the new code (a
     # manager's copy of a module it ran no handler of may be the old one).
     mod = _upgrade.current(cls)()

@@ -89,7 +89,7 @@ from __future__ import annotations
 from typing import Any, ClassVar, NoReturn
 
 import otp
-from otp import _runtime
+from otp import _runtime, _upgrade
 from otp._exceptions import Exit, ReceiveTimeout
 from otp._log import log_warning
 from otp._terms import EXIT, Crash, Pid, Ref
@@ -348,8 +348,6 @@ class _Server:
         """Hot upgrade (otp/_upgrade.py): the callback object moves to the
         reloaded class and code_change(old_vsn, state, extra) gives the new
         state; if anything raises, nothing changed."""
-        from otp import _upgrade
-
         # A callback running other modules' code (the supervisor: its user
         # module, its children's start functions) upgrades them its own way.
         own = getattr(self.mod, "_sys_change_code", None)
@@ -514,8 +512,6 @@ def _init_it(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
 ) -> NoReturn:
-    from otp import _upgrade
-
     # Started after a hot upgrade of its module, it runs the new code, even
     # if forked from a process that holds the old copy (otp/_upgrade.py).
     cls = _upgrade.current(cls)

@@ -225,7 +225,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, NoReturn
 
-from otp import _runtime
+from otp import _runtime, _upgrade
 from otp._exceptions import BadArg, Exit
 from otp._log import is_clean_exit
 from otp._terms import EXIT, Crash, Pid, Ref
@@ -690,8 +690,6 @@ class _Machine:
         """Hot upgrade (otp/_upgrade.py): the callback object moves to the
         reloaded class; code_change(old_vsn, state, data, extra) returns the
         new (state, data). If anything raises, nothing changed."""
-        from otp import _upgrade
-
         if not _upgrade.uses(self.mod, module):
             return False
 
@@ -1040,8 +1038,6 @@ def _init_it(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
 ) -> NoReturn:
-    from otp import _upgrade
-
     # Started after a hot upgrade of its module, it runs the new code, even
     # if forked from a process that holds the old copy (otp/_upgrade.py).
     cls = _upgrade.current(cls)

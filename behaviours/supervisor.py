@@ -176,7 +176,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import otp
-from otp import _runtime
+from otp import _runtime, _upgrade
 from otp._exceptions import Exit, ReceiveTimeout, StartError, SupervisorError
 from otp._log import is_clean_exit, logger
 from otp._terms import DOWN, EXIT, Crash, Pid, Ref
@@ -854,8 +854,6 @@ class _SupervisorServer(GenServer):
         info["module"] = _module_name(module)
         info["restarts"] = 0
         info["child_restarts"] = {}
-        from otp import _upgrade
-
         # Started after a hot upgrade of its module: the new code, even if
         # forked from a process holding the old copy (otp/_upgrade.py).
         module = _upgrade.current(module)
@@ -1386,8 +1384,6 @@ class _SupervisorServer(GenServer):
         All or nothing: if anything raises, the state and the module stay
         as they were.
         """
-        from otp import _upgrade
-
         if not isinstance(st, _State) or module not in _code_modules(st):
             return False, st
         reload = _upgrade.Reload(module)

@@ -28,6 +28,7 @@ holds a "lifeline" pipe from the root and exits when the root is gone.
 
 from __future__ import annotations
 
+import _signal
 import atexit
 import contextlib
 import fcntl
@@ -63,6 +64,9 @@ _start_lock = threading.RLock()
 _collector: _logging.Collector | None = None
 _atexit_registered = False
 _STOP = "stop"
+_SIGCHLD = int(signal.SIGCHLD)
+_SIGTERM = int(signal.SIGTERM)
+_SIG_DFL = int(signal.SIG_DFL)
 
 
 def base_dir_path() -> str:
@@ -344,8 +348,11 @@ def _child_main(
         close_parent({b.fileno(), ls.fileno(), lifeline})
         gc.enable()
         signal.set_wakeup_fd(-1)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        # _signal's, not signal's: the latter converts numbers and handlers
+        # to enums and back, Python code whose every first touch in a new
+        # process copies a page (this runs once in every process).
+        _signal.signal(_SIGCHLD, _SIG_DFL)
+        _signal.signal(_SIGTERM, _SIG_DFL)
         ospid = os.getpid()
         me = Pid((_runtime.NODE_NAME, ospid, serial))
         ls.setblocking(False)
