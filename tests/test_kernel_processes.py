@@ -18,6 +18,7 @@ import psutil
 import pytest
 
 import otp
+from otp import _runtime
 from otp.testing import wait_until
 
 REPO = str(Path(__file__).resolve().parent.parent)
@@ -370,3 +371,58 @@ def test_instance_of_main_class_defined_after_node_start_can_be_sent(tmp_path: P
     done = run_script(tmp_path, LATE_CLASS_SCRIPT)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["relayed Late 7"]
+
+
+# --------------------------- a child does not hold its parent's connections
+
+
+def _sockets_of(ospid: int, lowest: int = 0) -> set[str]:
+    out = set()
+    for fd in os.listdir(f"/proc/{ospid}/fd"):
+        if int(fd) < lowest:
+            continue
+        try:
+            target = os.readlink(f"/proc/{ospid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:"):
+            out.add(target)
+    return out
+
+
+def _hub(main: otp.Pid, n: int) -> None:
+    # Connected to n processes (a send opens a connection), then a child.
+    peers = [otp.spawn(echo) for _ in range(n)]
+    for p in peers:
+        otp.send(p, ("ping", otp.self_pid()))
+        otp.receive(lambda m: type(m) is tuple and m[0] == "pong", 10)
+    child = otp.spawn(echo)
+    otp.send(child, ("ping", otp.self_pid()))
+    otp.receive(lambda m: type(m) is tuple and m[0] == "pong", 10)
+    # The runtime's own sockets only: those below FD_BASE are the program's
+    # (the log socket every process inherits on purpose, say).
+    mine = _sockets_of(os.getpid(), lowest=_runtime.FD_BASE)
+    otp.send(main, ("hub", mine, child, peers))
+    otp.receive(lambda m: m == "stop")
+    for p in [*peers, child]:
+        otp.send(p, "stop")
+
+
+def test_a_child_holds_none_of_its_parents_sockets_however_many_it_has() -> None:
+    # Were a parent's socket left open in its child, the parent's peers would
+    # not see it die while the child lives (deaths are seen as closes).
+    me = otp.self_pid()
+    hub = otp.spawn(_hub, me, 40)
+    _, hub_sockets, child, peers = otp.receive(lambda m: type(m) is tuple and m[0] == "hub", 30)
+    try:
+        assert len(hub_sockets) > 40
+        child_sockets = _sockets_of(child.id)
+        # The child's own: its inbox, and its connection to the hub (the
+        # other end of which the hub holds: a different socket).
+        assert not (child_sockets & hub_sockets), child_sockets & hub_sockets
+    finally:
+        mon = otp.monitor(hub)
+        otp.send(hub, "stop")
+        otp.receive(lambda m: type(m) is otp.DOWN and m.ref == mon, 10)
+        for p in [*peers, child]:
+            wait_until(lambda p=p: not otp.is_process_alive(p), timeout=10)
