@@ -1,7 +1,8 @@
 """Across nodes, the rest of the issue's list: gen_statem calls (from Python
 and from erl) to a Python GenStatem on another node; a silent peer declared
-down after the ticktime; and, seen from a real erl node, a Python node
-killed with SIGKILL: `nodedown` and `noconnection`."""
+down after the ticktime; seen from a real erl node, a Python node killed
+with SIGKILL: `nodedown` and `noconnection`; and a Python cast handled by a
+registered erl gen_server."""
 
 from __future__ import annotations
 
@@ -89,3 +90,23 @@ def test_erl_sees_nodedown_and_noconnection_when_a_python_node_is_killed(
         # its end ("killed"); otherwise the connection's loss does.
         assert seen["EXIT"][1] == echo_pid
         assert seen["EXIT"][2] in ("noconnection", "killed")
+
+
+def test_a_cast_to_a_registered_erl_gen_server_is_handled_there(
+    local: str, epmd: Epmd, cookie: str
+) -> None:
+    # rex is a real gen_server of every erl node; its handle_cast of
+    # {cast, M, F, A, GroupLeader} applies M:F(A) (what rpc:cast sends).
+    # Here it makes erl's agent send us a word: the cast arrived as a cast.
+    erl_name = f"e{os.getpid()}@127.0.0.1"
+    with erl_node(erl_name, cookie, epmd):
+        agent_of(erl_name)
+        request = (
+            Atom("cast"),
+            Atom("erlang"),
+            Atom("send"),
+            [Atom("agent"), Atom("cast_arrived")],
+            otp.self_pid(),
+        )
+        gen_server.cast(("rex", erl_name), request)
+        assert otp.receive(lambda m: m == ("got", "cast_arrived"), timeout=10)
