@@ -465,6 +465,14 @@ class Process:
                     pass
 
     def send(self, dest: Pid, msg: Any) -> None:
+        c = self.conns.get(dest)
+        if c is None and dest[0] != NODE_NAME:
+            # A Pid of another node (cold path, checked only when there is no
+            # connection): the dist process carries it, encoded as ETF by
+            # otp/dist/_route.py, so it is not pickled here at all.
+            self.msgs_out += 1
+            _dist_route().send(self, dest, msg)
+            return
         # The hot path: C pickle straight into a frame, one write syscall.
         try:
             payload = _pdumps(msg, 5)
@@ -484,7 +492,6 @@ class Process:
             # __main__ travels by value (dill) once __main__ has grown.
             kind, payload = MSG_DILL, _codec.dill_dumps(msg)
         self.msgs_out += 1
-        c = self.conns.get(dest)
         if c is None:
             if dest == self.pid:
                 self.mailbox.append(_loads(kind, payload))
@@ -493,10 +500,6 @@ class Process:
                 return
             c = self.connect(dest)
             if c is None:
-                if dest[0] != NODE_NAME:
-                    # A Pid of another node (cold path): the dist process
-                    # carries it (otp/dist/_route.py).
-                    _dist_route().send(self, dest, msg)
                 return  # a dead Pid: dropped, as in Erlang
         n = len(payload)
         if n >= 65536:
@@ -1540,12 +1543,19 @@ def send(dest: Any, msg: Any) -> None:
     p.send(dest, msg)
 
 
+_route_mod: Any = None
+
+
 def _dist_route() -> Any:
     """otp.dist._route, imported late (it imports this module): the hooks
-    above call it only for destinations on other nodes."""
-    from .dist import _route
+    above call it only for destinations on other nodes. Kept once imported:
+    an import statement per remote send cost a trip through importlib."""
+    global _route_mod
+    if _route_mod is None:
+        from .dist import _route
 
-    return _route
+        _route_mod = _route
+    return _route_mod
 
 
 class DistSignal(NamedTuple):
