@@ -120,15 +120,21 @@ def python_peer(name: str, cookie: str, epmd: Any) -> Iterator[Peer]:
         assert readline(proc.stdout, 30) == "ready"
         yield Peer(name, proc)
     finally:
-        if proc.stdin is not None:
-            proc.stdin.close()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-        if proc.stdout is not None:
-            proc.stdout.close()
+        stop_program(proc)
+
+
+def stop_program(proc: subprocess.Popen[str]) -> None:
+    """Stop a peer program the way it expects: close its stdin (it stops its
+    node when it reads EOF), wait, and kill it only if it did not end."""
+    if proc.stdin is not None and not proc.stdin.closed:
+        proc.stdin.close()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+    if proc.stdout is not None:
+        proc.stdout.close()
 
 
 # The erl side of the interop tests: `agent` (trapping exits) does what the

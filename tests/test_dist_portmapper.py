@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 from conftest import REPO, wait_until
+from dist_helpers import stop_program
 
 import otp
 from behaviours import GenServer, Reply, gen_server
@@ -288,25 +289,7 @@ def peers(host: Host) -> Iterator[Callable[[str], subprocess.Popen[str]]]:
 
     yield start
     for proc in procs:
-        _stop_peer(proc)
-
-
-def _stop_peer(proc: subprocess.Popen[str]) -> None:
-    # SIGTERM, the documented clean stop, rather than closing its stdin: this
-    # test's own node, forked after the peer was started, holds a copy of
-    # that pipe's write end (the node's root inherits the main program's
-    # descriptors), so the peer would never see EOF while this node runs.
-    if proc.poll() is None:
-        proc.terminate()
-    if proc.stdin is not None and not proc.stdin.closed:
-        proc.stdin.close()
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
-    if proc.stdout is not None:
-        proc.stdout.close()
+        stop_program(proc)
 
 
 @pytest.mark.parametrize("how", ["stopped", "killed"])
@@ -325,7 +308,7 @@ def test_two_python_nodes_keep_working_when_the_one_running_the_mapper_goes(
         # sockets, and that is all the other nodes see.
         if how == "killed":
             os.kill(proc.pid, signal.SIGKILL)
-        _stop_peer(proc)
+        stop_program(proc)
         alone = {me.split("@")[0]}
         assert wait_until(lambda: set(_names_or_none(host.epmd) or ()) == alone, 20)
         second = f"second{os.getpid()}@127.0.0.1"
@@ -399,13 +382,5 @@ def test_erl_registers_with_our_port_mapper_and_pings_a_python_node(host: Host) 
         assert f"name {erl_name} at port" in shown
         assert f"name {_alive(py)} at port {py.port}" in shown
     finally:
-        if proc.stdin is not None:
-            proc.stdin.close()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-        if proc.stdout is not None:
-            proc.stdout.close()
+        stop_program(proc)
     assert wait_until(lambda: erl_name not in _epmd.names(epmd=host.epmd), 20)

@@ -5,14 +5,11 @@ reordered, no deadlock when two nodes flood each other."""
 from __future__ import annotations
 
 import os
-import select
-import subprocess
-import sys
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from conftest import wait_until
+from dist_helpers import Peer
 
 import otp
 from behaviours import gen_server
@@ -21,38 +18,6 @@ from otp.dist._node import DistNode
 from otp.dist._testing import Epmd
 
 pytestmark = pytest.mark.erlang  # epmd comes with Erlang
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-PEER = os.path.join(HERE, "dist_peer.py")
-
-
-@pytest.fixture
-def peer(epmd: Epmd, cookie: str) -> Iterator[str]:
-    """A second Python node, its own program (tests/dist_peer.py: `echo`)."""
-    name = f"peer{os.getpid()}@127.0.0.1"
-    env = dict(epmd.env, PYTHONPATH=os.path.dirname(HERE))
-    proc = subprocess.Popen(
-        [sys.executable, PEER, name, cookie, str(epmd.port)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        assert proc.stdout is not None
-        ready, _, _ = select.select([proc.stdout], [], [], 30)
-        assert ready and proc.stdout.readline().strip() == "ready"
-        yield name
-    finally:
-        if proc.stdin is not None:
-            proc.stdin.close()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-        if proc.stdout is not None:
-            proc.stdout.close()
 
 
 def test_a_remote_call_leaves_no_monitor_on_the_server_node_once_it_returns(
@@ -84,7 +49,7 @@ def test_a_remote_call_leaves_no_monitor_on_the_server_node_once_it_returns(
 
 
 def test_two_nodes_flooding_each_other_with_large_messages_lose_nothing_and_keep_order(
-    local: str, peer: str
+    local: str, peer: Peer
 ) -> None:
     # Each message goes to the peer's echo, which sends it straight back,
     # while we are still sending: both directions are full at once, and
@@ -95,7 +60,7 @@ def test_two_nodes_flooding_each_other_with_large_messages_lose_nothing_and_keep
     blob = bytes(range(256)) * 2048  # 512 KiB
     n = 40
     for i in range(n):
-        otp.send(("echo", peer), (me, (i, blob)))
+        otp.send(("echo", peer.name), (me, (i, blob)))
     got = [otp.receive(timeout=30) for _ in range(n)]
     assert [m[1][0] for m in got] == list(range(n))
     assert all(m[0] == "echoed" and m[1][1] == blob for m in got)
@@ -109,15 +74,15 @@ def _sender(peer: str, main: otp.Pid, tag: str, n: int) -> None:
     otp.send(main, (tag, got == [(tag, i) for i in range(n)]))
 
 
-def test_bursts_from_several_senders_arrive_in_each_senders_order(local: str, peer: str) -> None:
+def test_bursts_from_several_senders_arrive_in_each_senders_order(local: str, peer: Peer) -> None:
     # The dist process frames what one round brings for a local process and
     # writes it at once: two senders' bursts interleave on the wire, and each
     # one's messages must still come back in its own order.
     me = otp.self_pid()
     for tag in ("a", "b", "c"):
-        otp.spawn(_sender, peer, me, tag, 2000)
+        otp.spawn(_sender, peer.name, me, tag, 2000)
     results = dict(otp.receive(timeout=60) for _ in range(3))
     assert results == {"a": True, "b": True, "c": True}
     # And an atom from erl's point of view stays one on the way back.
-    otp.send(("echo", peer), (me, Atom("ok")))
+    otp.send(("echo", peer.name), (me, Atom("ok")))
     assert otp.receive(timeout=10)[1] == Atom("ok")

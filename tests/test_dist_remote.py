@@ -5,25 +5,21 @@ from Python to a real erl node; node loss seen as noconnection / nodedown."""
 from __future__ import annotations
 
 import os
-import select
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from dist_helpers import Peer, readline
 
 import otp
 from behaviours import GenServer, Reply, gen_server
 from otp.dist._etf import EncodeError
-from otp.dist._testing import Epmd, erl_args, new_cookie, require_erl
+from otp.dist._testing import Epmd, erl_args, require_erl
 
 pytestmark = pytest.mark.erlang  # epmd comes with Erlang (no port mapper of our own yet)
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-PEER = os.path.join(HERE, "dist_peer.py")
 
 
 class Doubler(GenServer):
@@ -34,67 +30,6 @@ class Doubler(GenServer):
         match request:
             case ("double", n):
                 return Reply(2 * n, state)
-
-
-def _readline(stream: Any, timeout: float) -> str:
-    ready, _, _ = select.select([stream], [], [], timeout)
-    if not ready:
-        raise AssertionError(f"no line within {timeout} s")
-    return str(stream.readline()).strip()
-
-
-class Peer:
-    def __init__(self, name: str, proc: subprocess.Popen[str]) -> None:
-        self.name = name
-        self.proc = proc
-
-
-@pytest.fixture
-def epmd() -> Iterator[Epmd]:
-    with Epmd().running() as e:
-        yield e
-
-
-@pytest.fixture
-def cookie() -> str:
-    return new_cookie()
-
-
-@pytest.fixture
-def peer(epmd: Epmd, cookie: str) -> Iterator[Peer]:
-    name = f"peer{os.getpid()}@127.0.0.1"
-    env = dict(epmd.env, PYTHONPATH=os.path.dirname(HERE))
-    proc = subprocess.Popen(
-        [sys.executable, PEER, name, cookie, str(epmd.port)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        assert _readline(proc.stdout, 30) == "ready"
-        yield Peer(name, proc)
-    finally:
-        if proc.stdin is not None:
-            proc.stdin.close()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-        if proc.stdout is not None:
-            proc.stdout.close()
-
-
-@pytest.fixture
-def local(epmd: Epmd, cookie: str) -> Iterator[str]:
-    """This test's node, distributed; stopped before epmd is."""
-    name = f"py{os.getpid()}@127.0.0.1"
-    otp.node.start(name=name, cookie=cookie, epmd=epmd.port)
-    try:
-        yield name
-    finally:
-        otp.node.stop()
 
 
 @pytest.fixture
@@ -113,10 +48,10 @@ def erl(epmd: Epmd, cookie: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
         env=epmd.env,
     )
     try:
-        assert _readline(proc.stdout, 30) == "ready"
+        assert readline(proc.stdout, 30) == "ready"
         yield name, proc
     finally:
-        proc.kill()
+        proc.kill()  # erl: no stdin to close
         proc.wait(10)
         if proc.stdout is not None:
             proc.stdout.close()

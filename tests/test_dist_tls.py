@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 from conftest import REPO, wait_until
 from dist_certs import Cert, Pki
+from dist_helpers import stop_program
 
 import otp
 from behaviours import GenServer, Reply, gen_server
@@ -276,14 +277,7 @@ def peer_program(cluster: Cluster) -> Iterator[Callable[[str, str], str]]:
 
     yield start
     for proc in procs:
-        assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.close()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-        proc.stdout.close()
+        stop_program(proc)
 
 
 def test_whole_python_nodes_call_each_other_over_tls(
