@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from conftest import wait_until
 from dist_helpers import Peer, agent_of, erl_node
 
 import otp
@@ -254,3 +255,38 @@ def test_the_end_of_the_dist_process_breaks_every_remote_link_and_monitor(
     assert _exit_from(remote) == "noconnection"
     assert _down(mon) == "noconnection"
     assert remote not in otp.process_info(otp.self_pid())["links"]
+
+
+def test_a_child_does_not_inherit_its_parents_remote_monitors(local: str, peer: Peer) -> None:
+    # The child is forked from a process holding a remote monitor; when the
+    # dist process ends, only the holder is told.
+    me = otp.self_pid()
+    holder = otp.spawn(_monitors_then_spawns, peer.name, me)
+    child = otp.receive(lambda m: type(m) is tuple and m[0] == "child up", timeout=15)[1]
+    dist = otp.whereis("net_kernel")
+    assert dist is not None
+    os.kill(dist.id, signal.SIGKILL)
+    assert _next("holder got", 15)[1].reason == "noconnection"
+    assert _next("child got", 15)[1] == "nothing"
+    for p in (holder, child):
+        wait_until(lambda p=p: not otp.is_process_alive(p), timeout=10)
+
+
+def _monitors_then_spawns(peer_node: str, main: otp.Pid) -> None:
+    otp.monitor(("counter", peer_node))
+    otp.spawn(_reports_what_it_gets_or_nothing, peer_node, main)
+    m = otp.receive(lambda m: type(m) is otp.DOWN, timeout=15)
+    otp.send(main, ("holder got", m))
+
+
+def _reports_what_it_gets_or_nothing(peer_node: str, main: otp.Pid) -> None:
+    # A remote send of its own first: the child is then connected to the
+    # dist process, and sees its end as the holder does.
+    otp.send(("echo", peer_node), (otp.self_pid(), "hi"))
+    otp.receive(lambda m: type(m) is tuple and m[0] == "echoed", timeout=10)
+    otp.send(main, ("child up", otp.self_pid()))
+    try:
+        m: Any = otp.receive(lambda m: type(m) is otp.DOWN, timeout=3)
+    except otp.ReceiveTimeout:
+        m = "nothing"
+    otp.send(main, ("child got", m))

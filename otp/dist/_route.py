@@ -78,6 +78,19 @@ DIST_NAME = "net_kernel"  # otp.dist._process.DIST_NAME (not imported: a cycle)
 _cached: tuple[Pid, str, _etf.Codec] | None = None
 # Remote monitors this process holds (ref -> target), for demonitor.
 _remote_mons: dict[Ref, Any] = {}
+
+
+def _forget_parents_monitors() -> None:
+    # A forked child inherits this module's state: _cached is right for it
+    # (same node, same dist process), but the monitors are its parent's; left
+    # here, the child would be sent DOWNs for them (see dist_lost). Read
+    # first, written only if needed: most processes hold none, and a write
+    # would copy the page into every child.
+    if _remote_mons:
+        _remote_mons.clear()
+
+
+os.register_at_fork(after_in_child=_forget_parents_monitors)
 _default_codec = _etf.Codec()
 _GEN_TAGS = {t: Atom(t) for t in ("$gen_call", "$gen_cast", "$system")}
 
