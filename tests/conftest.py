@@ -10,8 +10,10 @@ the stop, no zombie and no runtime directory may remain.
 from __future__ import annotations
 
 import os
+import selectors
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -71,3 +73,37 @@ def run_program(
     )
     assert proc.returncode == 0, (proc.stdout if show_stdout else "") + proc.stderr
     return proc
+
+
+class Lines:
+    """A subprocess's stdout, read line by line under a deadline (for the
+    whole-program tests that follow what a real program prints)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
+        self.stream = proc.stdout
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(self.stream, selectors.EVENT_READ)
+        self.buf = b""
+
+    def next(self, timeout: float = 30.0) -> str:
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self.sel.select(left):
+                raise AssertionError(f"no line from the program within {timeout} s")
+            chunk = os.read(self.stream.fileno(), 65536)
+            if not chunk:
+                raise AssertionError(f"the program ended early; got {self.buf!r}")
+            self.buf += chunk
+        line, _, self.buf = self.buf.partition(b"\n")
+        return line.decode()
+
+    def words(self, name: str) -> list[str]:
+        """The next line's words after `name`, which must be its first."""
+        words = self.next().split()
+        assert words[0] == name, words
+        return words[1:]
+
+    def close(self) -> None:
+        self.sel.close()

@@ -7,7 +7,6 @@ every process of its node is gone within a second and nothing is left
 from __future__ import annotations
 
 import os
-import selectors
 import signal
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from typing import Any
 
 import psutil
 import pytest
+from conftest import Lines as _Lines
 from conftest import run_program
 
 import otp
@@ -122,36 +122,9 @@ def write_script(tmp_path: Path, source: str) -> Path:
     return script
 
 
-class Lines:
-    """Reads a subprocess's stdout line by line, under a deadline."""
-
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
-        assert proc.stdout is not None
-        self.stream = proc.stdout
-        self.sel = selectors.DefaultSelector()
-        self.sel.register(self.stream, selectors.EVENT_READ)
-        self.buf = b""
-
-    def next(self, timeout: float = 20.0) -> str:
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self.buf:
-            left = deadline - time.monotonic()
-            if left <= 0 or not self.sel.select(left):
-                raise AssertionError(f"no line from the program within {timeout} s")
-            chunk = os.read(self.stream.fileno(), 65536)
-            if not chunk:
-                raise AssertionError(f"the program ended early; got {self.buf!r}")
-            self.buf += chunk
-        line, _, self.buf = self.buf.partition(b"\n")
-        return line.decode()
-
+class Lines(_Lines):
     def field(self, name: str) -> list[str]:
-        words = self.next().split()
-        assert words[0] == name, words
-        return words[1:]
-
-    def close(self) -> None:
-        self.sel.close()
+        return self.words(name)
 
 
 def gone(ospid: int) -> bool:

@@ -18,7 +18,6 @@ the main program. Here the processes are supervision trees.
 from __future__ import annotations
 
 import os
-import selectors
 import signal
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from typing import Any
 
 import psutil
 import pytest
+from conftest import Lines as _Lines
 
 import otp
 from behaviours import GenServer, Reply, Supervisor, SupFlags, gen_server, supervisor
@@ -281,36 +281,9 @@ STARTED = ["a", "m1", "i1", "i2", "m2", "z"]
 STOP_ORDER = ["z", "m2", "i2", "i1", "m1", "a"]
 
 
-class Lines:
-    """A subprocess's stdout, line by line, under a deadline."""
-
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
-        assert proc.stdout is not None
-        self.stream = proc.stdout
-        self.sel = selectors.DefaultSelector()
-        self.sel.register(self.stream, selectors.EVENT_READ)
-        self.buf = b""
-
-    def next(self, timeout: float = 30.0) -> str:
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self.buf:
-            left = deadline - time.monotonic()
-            if left <= 0 or not self.sel.select(left):
-                raise AssertionError(f"no line from the program within {timeout} s")
-            chunk = os.read(self.stream.fileno(), 65536)
-            if not chunk:
-                raise AssertionError(f"the program ended early; got {self.buf!r}")
-            self.buf += chunk
-        line, _, self.buf = self.buf.partition(b"\n")
-        return line.decode()
-
+class Lines(_Lines):
     def field(self, name: str) -> str:
-        words = self.next().split()
-        assert words[0] == name, words
-        return words[1]
-
-    def close(self) -> None:
-        self.sel.close()
+        return self.words(name)[0]
 
 
 def write_program(tmp_path: Path) -> Path:
