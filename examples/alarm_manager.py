@@ -20,16 +20,12 @@ handler with `add_sup_handler`, so it is also told by a
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
 
-try:
-    import otp
-except ImportError:  # run from a checkout: the package is not installed
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    import otp
+import _path  # noqa: F401 - run from a checkout: the code beside it comes first
 
+import otp
 from behaviours import EventHandler, Reply, gen_event
 
 
