@@ -82,7 +82,7 @@ from ._codec import (
 from ._exceptions import BadArg, Exit, NoProc, NotPicklable, ReceiveTimeout
 from ._log import log_crash, log_warning
 from ._proc_os import is_os_process_running
-from ._terms import DOWN, Crash, Pid, Ref, TimerRef
+from ._terms import DOWN, Crash, Pid, Ref, TimerRef, _AnsweredRef
 from ._terms import EXIT as EXIT_MSG
 
 NODE_NAME = "nonode@nohost"
@@ -1221,7 +1221,7 @@ class Process:
 def _is_tag(k: Any) -> bool:
     """A Ref, or the plain-tuple tag `(node, id, serial, n)` a call sends."""
     t = type(k)
-    if t is Ref:
+    if t is Ref or t is _AnsweredRef:
         return True
     return (
         t is tuple

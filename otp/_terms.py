@@ -96,6 +96,15 @@ class TimerRef(Ref):
     __str__ = __repr__
 
 
+class _AnsweredRef(Ref):
+    """The tag of a remote call's reply as the dist process delivers it: the
+    same Ref (equal, same hash), marking that the dist process has already
+    dropped the call's monitor (otp/dist/_process.py, `_Router._answered`),
+    so the caller need not ask it to. Only the call primitive sees it."""
+
+    __slots__ = ()
+
+
 class EXIT(NamedTuple):
     """The message a process that traps exits receives for an exit signal."""
 

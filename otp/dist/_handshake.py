@@ -52,6 +52,10 @@ __all__ = [
     "load_cookie",
 ]
 
+# The control operations whose bytes repeat from one packet to the next:
+# SEND, REG_SEND, SEND_SENDER (named in otp/dist/_node.py, which imports us).
+_REPEATING = frozenset((2, 6, 22))
+
 DFLAG_PUBLISHED = 0x01
 DFLAG_EXTENDED_REFERENCES = 0x04
 DFLAG_DIST_MONITOR = 0x08
@@ -301,6 +305,8 @@ class Connection:
         # process's: otp/dist/_pump.py): writes are then queued there, never
         # blocking, and `close` leaves the descriptor to it.
         self.pump: Any = None
+        # (bytes, term) of the last SEND-like control read (see parse).
+        self._last_control: tuple[bytes, Any] | None = None
 
     def send(self, control: Any, message: Any = None, *, has_message: bool = False) -> None:
         codec = self.codec or _etf._default
@@ -344,7 +350,18 @@ class Connection:
         if data[:1] != b"p":
             raise _etf.DecodeError(f"unexpected distribution header {data[:1]!r}")
         codec = self.codec or _etf._default
-        control, end = codec.decode_from(data, 1)
+        # The control of a send repeats byte for byte while one sender sends
+        # to one destination (a stream of casts, each call's request and
+        # reply): kept decoded, it is recognised by its bytes. An ETF term is
+        # self-delimiting, so the same leading bytes are the same term.
+        last = self._last_control
+        if last is not None and data.startswith(last[0], 1):
+            control = last[1]
+            end = 1 + len(last[0])
+        else:
+            control, end = codec.decode_from(data, 1)
+            if type(control) is tuple and control and control[0] in _REPEATING:
+                self._last_control = (data[1:end], control)
         message = None
         if end < len(data):
             message, end = codec.decode_from(data, end)

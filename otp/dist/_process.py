@@ -87,12 +87,14 @@ writes: to each local process one write for all its messages of the round
 thread, which queues what it reads and wakes the poll through the wake-up
 pipe. Every otp call happens on the main thread, which the runtime expects.
 A remote call costs one envelope here (`$dist_gen_call`: MONITOR_P and the
-request, written together); its DEMONITOR_P, once the reply is in, is
-queued lazily and goes out with the next packet to that peer (within
-`_pump.LAZY_DELAY` at worst), so the peer reads it with the next call
-instead of waking for it alone. Known limit: if this process itself dies
-(the node's distribution is gone), the local parties of links across nodes
-are not told; their peers see `"noconnection"`.
+request, written together) and nothing more from the caller: when the
+reply passes through here, the call's monitor is dropped and its tag marked
+(`_Router._answered`), and its DEMONITOR_P is queued lazily to go out with
+the next packet to that peer (within `_pump.LAZY_DELAY` at worst), so the
+peer reads it with the next call instead of waking for it alone. If this
+process itself dies (the node's distribution is gone), each process's
+runtime sees it and breaks its remote links and monitors with
+`"noconnection"` (`otp.dist._route.dist_lost`).
 """
 
 from __future__ import annotations
@@ -110,7 +112,7 @@ from typing import Any
 from .. import _api, _codec, _node, _runtime
 from .._exceptions import BadArg, OTPError
 from .._runtime import DistSignal
-from .._terms import DOWN, Pid
+from .._terms import DOWN, Pid, Ref, _AnsweredRef
 from . import _etf, _pump, _route
 from ._etf import Atom, EncodeError
 from ._node import (
@@ -231,6 +233,9 @@ class _Router:
         self.work: collections.deque[tuple[Any, ...]] = collections.deque()
         # ref -> (peer node, local watcher, target as given): our MONITOR_Ps.
         self.out_mons: dict[Any, tuple[str, Pid, Any]] = {}
+        # The remote calls in flight, a subset of out_mons: ref -> caller
+        # (see _answered).
+        self.calls: dict[Any, Pid] = {}
         # (peer node, peer's ref) -> local monitor ref; and the way back.
         self.in_mons: dict[tuple[str, Any], Any] = {}
         self.in_by_lref: dict[Any, tuple[str, Any, Any, Any]] = {}
@@ -350,6 +355,14 @@ class _Router:
                 to = control[2]
                 # Only to our own Pids: a misrouted Pid must not bounce back out.
                 if type(to) is Pid and to.node == self.name:
+                    if (
+                        self.calls
+                        and type(message) is tuple
+                        and len(message) == 2
+                        and type(message[0]) is Ref
+                        and message[0] in self.calls
+                    ):
+                        message = self._answered(to, message)
                     self._deliver(to, message)
                 return
             if op in (REG_SEND, REG_SEND_TT):
@@ -369,6 +382,7 @@ class _Router:
                     self.in_by_lref.pop(lref, None)
                     _runtime.demonitor(lref, flush=True)
             elif op == MONITOR_P_EXIT:
+                self.calls.pop(control[3], None)
                 entry = self.out_mons.pop(control[3], None)
                 if entry is not None:
                     _runtime.send(entry[1], DOWN(control[3], entry[2], control[4]))
@@ -469,6 +483,7 @@ class _Router:
         for ref, (node, watcher, target) in list(self.out_mons.items()):
             if node == peer:
                 del self.out_mons[ref]
+                self.calls.pop(ref, None)
                 _runtime.send(watcher, DOWN(ref, target, "noconnection"))
         for key in [k for k in self.in_mons if k[0] == peer]:
             lref = self.in_mons.pop(key)
@@ -505,18 +520,14 @@ class _Router:
             # A remote call (otp/dist/_route.py's call): MONITOR_P, then the
             # request, queued together (they leave in one write).
             self._monitor_out(m[1], m[2], m[3])
+            if m[2] in self.out_mons:
+                self.calls[m[2]] = m[1]
             self._send(m[1], m[3], m[4])
         elif tag == "$dist_monitor" and len(m) == 4:
             self._monitor_out(m[1], m[2], m[3])
         elif tag == "$dist_demonitor" and len(m) == 3:
-            entry = self.out_mons.pop(m[2], None)
-            if entry is not None:
-                node, watcher, target = entry
-                to = target if type(target) is Pid else Atom(target[0])
-                # Lazily: after a call, it rides with the next call's packets
-                # (the monitor is ours to forget already: a MONITOR_P_EXIT
-                # that crosses it finds no entry and is dropped).
-                self._send_control(node, (DEMONITOR_P, watcher, to, m[2]), later=True)
+            self.calls.pop(m[2], None)
+            self._demonitor_out(m[2])
         elif tag == "$dist_monitor_node" and len(m) == 4:
             self._monitor_node(m[1], m[2], m[3])
         elif tag == "$dist_link" and len(m) == 3:
@@ -575,6 +586,35 @@ class _Router:
             c.send((MONITOR_P, watcher, to, ref))
         except OSError:
             c.close()  # its reader sees the close: nodedown, noconnection
+
+    def _demonitor_out(self, ref: Any) -> None:
+        entry = self.out_mons.pop(ref, None)
+        if entry is not None:
+            node, watcher, target = entry
+            to = target if type(target) is Pid else Atom(target[0])
+            # Lazily: after a call, it rides with the next call's packets (the
+            # monitor is ours to forget already: a MONITOR_P_EXIT that crosses
+            # it finds no entry and is dropped).
+            self._send_control(node, (DEMONITOR_P, watcher, to, ref), later=True)
+
+    def _answered(self, to: Pid, message: tuple[Any, Any]) -> tuple[Any, Any]:
+        """A remote call's reply, `(ref, reply)`, on its way to the caller:
+        the call is over, so its monitor goes now (DEMONITOR_P, lazily), and
+        the caller is told so by the tag's type (`_AnsweredRef`) instead of
+        sending `$dist_demonitor` back: one local message less per call.
+
+        Ordering: the monitor is dropped *before* the reply is delivered, so
+        a MONITOR_P_EXIT behind the reply (the server ended right after
+        answering) finds no entry, and the caller never sees a DOWN for a
+        call that returned. A reply that reaches the caller by another road
+        (a process of this node answering for the server) carries a plain
+        Ref; the caller then sends `$dist_demonitor` as before."""
+        ref = message[0]
+        if self.calls.get(ref) != to:
+            return message  # the same Ref, to someone else: not the reply
+        del self.calls[ref]
+        self._demonitor_out(ref)
+        return (_AnsweredRef(ref), message[1])
 
     def _monitor_node(self, watcher: Pid, node: str, flag: bool) -> None:
         if not flag:

@@ -207,12 +207,18 @@ class Pumped:
         """Read what is there; dispatch every whole packet, in order."""
         if self.closed:
             return
+        # Into the pump's one buffer, then copied out at the size read: a
+        # recv(READ_SIZE) would malloc 256 KiB per read, which glibc serves
+        # with mmap + mremap + munmap (three syscalls per packet) unless its
+        # dynamic threshold happened to have risen in this process.
+        rbuf = self.pump.rbuf
         try:
-            data = self.sock.recv(READ_SIZE, _DONTWAIT)
+            n = self.sock.recv_into(rbuf, READ_SIZE, _DONTWAIT)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
-            data = b""
+            n = 0
+        data = rbuf[:n].tobytes()
         if not data:
             self.pump.drop(self)
             return
@@ -274,6 +280,9 @@ class Pump:
         self.ep = p.ep
         self.thread = threading.get_ident()
         self.conns: dict[int, Pumped] = {}  # fd -> state
+        # What every read lands in first (Pumped.read): reads happen on this
+        # thread only, one at a time.
+        self.rbuf = memoryview(bytearray(READ_SIZE))
         self.dirty: list[Pumped] = []  # written on the router's thread since the last flush
         self.lazy: list[Pumped] = []  # holding controls sent with send_later
         self.lazy_at = 0.0  # when the oldest of those must leave

@@ -50,7 +50,7 @@ from .._exceptions import (
     ReceiveTimeout,
     StartError,
 )
-from .._terms import DOWN, Pid, Ref
+from .._terms import DOWN, Pid, Ref, _AnsweredRef
 from . import _etf
 from ._etf import Atom
 
@@ -205,13 +205,23 @@ def call(p: _runtime.Process, dest: Any, label: str, request: Any, timeout: floa
         m = p.await_reply(ref, timeout, mark)
     except ReceiveTimeout:
         p.abandon(ref)
-        raise CallTimeout(f"no reply from {dest!r} within {timeout} s") from None
-    finally:
         demonitor(p, ref)
+        raise CallTimeout(f"no reply from {dest!r} within {timeout} s") from None
+    except BaseException:
+        demonitor(p, ref)
+        raise
     if type(m) is DOWN:
+        # The dist process dropped the monitor when it sent the DOWN.
+        _remote_mons.pop(ref, None)
         if m.reason == "noproc":
             raise NoProc(dest, f"no process {dest!r}")
         raise CallExit(m.reason, (label, dest, request))
+    if type(m[0]) is _AnsweredRef:
+        # The reply came through the dist process, which dropped the
+        # monitor before delivering it (_Router._answered).
+        _remote_mons.pop(ref, None)
+    else:
+        demonitor(p, ref)
     return m[1]
 
 

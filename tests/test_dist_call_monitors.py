@@ -1,0 +1,101 @@
+"""A remote call monitors its server only while it runs (as gen:call does):
+after the reply, the server's node holds no monitor of ours, whether the
+reply came back through the connection or was given by a process of the
+caller's own node (`gen_server.reply` to a `from_` handed over). Seen from
+the real erl node, as an operator would: `process_info(P, monitored_by)`."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from dist_helpers import readline
+
+import otp
+from behaviours import gen_server
+from otp.dist import Atom
+from otp.dist._testing import Epmd, erl_args, require_erl
+
+pytestmark = pytest.mark.erlang
+
+# `srv` answers {'$gen_call', From, <<"ping">>} itself and hands From of
+# {'$gen_call', From, {<<"forward">>, To}} to To (a Python process) to
+# answer (a Python str is an Erlang binary).
+SERVER = (
+    "register(srv, spawn(fun L() -> receive "
+    "{'$gen_call', From, <<\"ping\">>} -> gen:reply(From, pong), L(); "
+    "{'$gen_call', From, {<<\"forward\">>, To}} -> To ! {forward, From}, L() "
+    "end end)),"
+    'io:format("ready~n").'
+)
+
+
+@pytest.fixture
+def erl(epmd: Epmd, cookie: str) -> Iterator[str]:
+    name = f"m{os.getpid()}@127.0.0.1"
+    proc = subprocess.Popen(
+        [require_erl(), "-noshell", *erl_args(name, cookie), "-eval", SERVER],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=epmd.env,
+    )
+    try:
+        assert readline(proc.stdout, 30) == "ready"
+        yield name
+    finally:
+        proc.kill()
+        proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def _monitored_by(node: str) -> list[Any]:
+    pid = otp.rpc.call(node, "erlang", "whereis", [Atom("srv")])
+    _, who = otp.rpc.call(node, "erlang", "process_info", [pid, Atom("monitored_by")])
+    return list(who)
+
+
+def _no_monitors_left(node: str, deadline_s: float = 10.0) -> list[Any]:
+    """Polls (the last DEMONITOR_P leaves lazily, within milliseconds)."""
+    deadline = time.monotonic() + deadline_s
+    while (who := _monitored_by(node)) and time.monotonic() < deadline:
+        with contextlib.suppress(otp.ReceiveTimeout):
+            otp.receive(lambda m: False, 0.01)  # a receive with a timeout, not a sleep
+    return who
+
+
+def _forwarder() -> None:
+    # Answers, from this node, the calls erl's srv hands over.
+    while True:
+        m = otp.receive()
+        if m == "stop":
+            return
+        _, from_ = m
+        gen_server.reply(from_, "answered here")
+
+
+def test_calls_answered_through_the_connection_leave_no_monitor(local: str, erl: str) -> None:
+    for _ in range(30):
+        assert gen_server.call(("srv", erl), "ping", 10) == "pong"
+    assert _no_monitors_left(erl) == []
+
+
+def test_calls_answered_by_a_process_of_the_callers_node_leave_no_monitor(
+    local: str, erl: str
+) -> None:
+    fwd = otp.spawn(_forwarder)
+    try:
+        for _ in range(10):
+            assert gen_server.call(("srv", erl), ("forward", fwd), 10) == "answered here"
+        assert _no_monitors_left(erl) == []
+        # Calls answered through the connection still work after.
+        assert gen_server.call(("srv", erl), "ping", 10) == "pong"
+    finally:
+        ref = otp.monitor(fwd)
+        otp.send(fwd, "stop")
+        otp.receive(lambda m: isinstance(m, otp.DOWN) and m.ref == ref, 10)
