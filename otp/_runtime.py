@@ -830,6 +830,9 @@ class Process:
                 self.exit_signal(remote, s.reason, linked=True)
         elif op == "exit2":
             self.exit_signal(remote, s.reason)
+        elif op == "nodedown":
+            # `otp.monitor_node(s.reason)` fired: the message, counted.
+            _dist_route().nodedown(self, s.reason)
 
     # -------------------------------------------------------------- receiving
 
@@ -1563,7 +1566,9 @@ class DistSignal(NamedTuple):
     to a local one (pickled in an EXIT frame; see `Process.dist_signal`).
 
     `op` is "link" (`remote` linked to us), "unlink", "exit" (a link to
-    `remote` broke with `reason`) or "exit2" (`remote` called `otp.exit`).
+    `remote` broke with `reason`), "exit2" (`remote` called `otp.exit`) or
+    "nodedown" (node `reason`, watched with `otp.monitor_node`, is lost;
+    `remote` is the dist process).
     """
 
     op: str

@@ -249,12 +249,37 @@ def test_the_end_of_the_dist_process_breaks_every_remote_link_and_monitor(
     remote = _relay(peer.name, trap=False)
     otp.link(remote)
     mon = otp.monitor(remote)
+    otp.monitor_node(peer.name)
+    otp.monitor_node(peer.name)  # two monitors: two nodedowns, as in Erlang
     dist = otp.whereis("net_kernel")
     assert dist is not None
     os.kill(dist.id, signal.SIGKILL)
     assert _exit_from(remote) == "noconnection"
     assert _down(mon) == "noconnection"
     assert remote not in otp.process_info(otp.self_pid())["links"]
+    for _ in range(2):
+        assert _next("nodedown") == ("nodedown", peer.name)
+    with pytest.raises(otp.ReceiveTimeout):
+        _next("nodedown", timeout=0.5)
+
+
+def test_a_nodedown_already_delivered_is_not_repeated_when_the_dist_process_ends(
+    local: str, peer: Peer
+) -> None:
+    otp.monitor_node(peer.name)
+    # The peer's dist process is killed: its connection is lost, nodedown.
+    otp.spawn("dist_helpers:whereis_to", otp.self_pid(), "net_kernel", node=peer.name)
+    peer_dist = _next("whereis")[2]
+    os.kill(peer_dist.id, signal.SIGKILL)
+    assert _next("nodedown") == ("nodedown", peer.name)
+    # Then our own: that monitor fired already, so nothing more comes.
+    ref = otp.monitor(otp.whereis("net_kernel"))
+    ours = otp.whereis("net_kernel")
+    assert ours is not None
+    os.kill(ours.id, signal.SIGKILL)
+    assert _down(ref) == "killed"
+    with pytest.raises(otp.ReceiveTimeout):
+        _next("nodedown", timeout=0.5)
 
 
 def test_a_child_does_not_inherit_its_parents_remote_monitors(local: str, peer: Peer) -> None:

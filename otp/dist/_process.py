@@ -491,7 +491,7 @@ class _Router:
             _runtime.demonitor(lref, flush=True)
         for watcher, n in self.node_watchers.pop(peer, {}).items():
             for _ in range(n):
-                _runtime.send(watcher, ("nodedown", peer))
+                self._nodedown_to(watcher, peer)
         # Every link over the lost connection breaks with "noconnection".
         for local, remotes in list(self.links.items()):
             for remote in [r for r in remotes if r.node == peer]:
@@ -621,10 +621,16 @@ class _Router:
             self.node_watchers.get(node, {}).pop(watcher, None)
             return
         if self._conn(node) is None:
-            _runtime.send(watcher, ("nodedown", node))
+            self._nodedown_to(watcher, node)
             return
         w = self.node_watchers.setdefault(node, {})
         w[watcher] = w.get(watcher, 0) + 1
+
+    def _nodedown_to(self, watcher: Pid, node: str) -> None:
+        # As a signal, not a plain message: the watcher's runtime counts its
+        # node monitors down as it reads them (otp/dist/_route.py), so that
+        # if this process dies it knows which are still owed a nodedown.
+        self._signal(watcher, DistSignal("nodedown", self.p.pid, node))
 
     # -- links and exit signals across nodes ----------------------------------
 

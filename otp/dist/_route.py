@@ -62,6 +62,7 @@ __all__ = [
     "link",
     "monitor",
     "monitor_node",
+    "nodedown",
     "nodes",
     "run_mfa",
     "send",
@@ -78,6 +79,9 @@ DIST_NAME = "net_kernel"  # otp.dist._process.DIST_NAME (not imported: a cycle)
 _cached: tuple[Pid, str, _etf.Codec] | None = None
 # Remote monitors this process holds (ref -> target), for demonitor.
 _remote_mons: dict[Ref, Any] = {}
+# node -> how many `monitor_node(node)` of this process are still owed a
+# nodedown (the dist process keeps the same count; see dist_lost).
+_node_watches: dict[str, int] = {}
 
 
 def _forget_parents_monitors() -> None:
@@ -88,6 +92,8 @@ def _forget_parents_monitors() -> None:
     # would copy the page into every child.
     if _remote_mons:
         _remote_mons.clear()
+    if _node_watches:
+        _node_watches.clear()
 
 
 os.register_at_fork(after_in_child=_forget_parents_monitors)
@@ -245,7 +251,23 @@ def monitor_node(node: str, flag: bool = True) -> None:
         if flag:
             p.send(p.pid, ("nodedown", node))
         return
+    if flag:
+        _node_watches[node] = _node_watches.get(node, 0) + 1
+    else:
+        _node_watches.pop(node, None)
     p.send(d[0], ("$dist_monitor_node", p.pid, node, bool(flag)))
+
+
+def nodedown(p: _runtime.Process, node: str) -> None:
+    """The dist process says `node` is lost to one `monitor_node(node)` of
+    this process (a DistSignal, applied as it is read): the message, and one
+    watch fewer."""
+    n = _node_watches.get(node, 0)
+    if n > 1:
+        _node_watches[node] = n - 1
+    else:
+        _node_watches.pop(node, None)
+    p.mailbox.append(("nodedown", node))
 
 
 # -------------------------------------------------------- links and exits
@@ -285,6 +307,11 @@ def dist_lost(p: _runtime.Process) -> None:
     for ref, target in list(_remote_mons.items()):
         p.mailbox.append(DOWN(ref, target, "noconnection"))
     _remote_mons.clear()
+    # Every node watched is lost to this node: one nodedown per
+    # monitor_node still owed one, as the dist process would have sent.
+    for node, n in list(_node_watches.items()):
+        p.mailbox.extend([("nodedown", node)] * n)
+    _node_watches.clear()
     for pid in [x for x in p.links if x[0] != _runtime.NODE_NAME]:
         p.links.discard(pid)
         p.exit_signal(pid, "noconnection", linked=True)
