@@ -27,6 +27,9 @@ class Pid(tuple):  # type: ignore[type-arg]
     Hashable, comparable, picklable; printed as Erlang prints one:
     `<0.4211.52133>` for a local process (node index 0).
 
+    A Pid of another node read from the network is `(node, id, serial,
+    creation)`; see `creation`.
+
     A Pid is a tuple subclass with no Python-level constructor or reducer, so
     pickling and unpickling one stays inside the C pickler: a call carries two
     of them (the caller's Pid, its Ref) and this is the hot path. Build one
@@ -55,6 +58,14 @@ class Pid(tuple):  # type: ignore[type-arg]
     def os_pid(self) -> int:
         """The OS pid of a local process (what `ps` shows and `kill` takes)."""
         return self[1]  # type: ignore[no-any-return]
+
+    @property
+    def creation(self) -> int:
+        """The incarnation of the node a Pid of another node belongs to (0:
+        this node's, or unknown). A Pid read from another node carries it as
+        a fourth element, so a Pid of a node that has since restarted is not
+        equal to the new node's Pid with the same numbers (as in Erlang)."""
+        return self[3] if len(self) > 3 else 0
 
     def __repr__(self) -> str:
         index = 0 if self[0] == LOCAL_NODE or self[0] == _local_node_name() else 1

@@ -141,7 +141,27 @@ def test_local_pids_and_refs_from_the_runtime_round_trip() -> None:
 def test_an_erlang_pid_with_a_small_id_maps_to_itself() -> None:
     # <N.83.0> as erl writes it (NEW_PID_EXT, creation 7)
     raw = bytes([131, 88, 119, 5]) + b"e@box" + struct.pack(">III", 83, 0, 7)
-    assert _etf.decode(raw) == Pid(("e@box", 83, 0))
+    pid = _etf.decode(raw)
+    assert (pid.node, pid.id, pid.serial, pid.creation) == ("e@box", 83, 0, 7)
+    assert repr(pid) == "<1.83.0>"
+
+
+def test_a_pid_of_an_older_incarnation_is_another_pid_and_keeps_its_creation() -> None:
+    # The same numbers from node e@box before and after it restarted (its
+    # creation went from 7 to 8): two different Pids, as in Erlang, each
+    # written back with its own creation (erl drops a message to the old one).
+    codec = Codec(node="py@host", creation=3)
+    old = bytes([131, 88, 119, 5]) + b"e@box" + struct.pack(">III", 83, 0, 7)
+    new = bytes([131, 88, 119, 5]) + b"e@box" + struct.pack(">III", 83, 0, 8)
+    p_old, p_new = codec.decode(old), codec.decode(new)
+    assert p_old != p_new and hash(p_old) != hash(p_new)
+    assert codec.encode(p_old) == old and codec.encode(p_new) == new
+    # A Pid of this node with this node's creation is the plain local Pid.
+    mine = bytes([131, 88, 119, 7]) + b"py@host" + struct.pack(">III", 4211, 5, 3)
+    assert codec.decode(mine) == Pid(("py@host", 4211, 5))
+    # One with another creation is a Pid of an earlier run of this node.
+    stale = bytes([131, 88, 119, 7]) + b"py@host" + struct.pack(">III", 4211, 5, 2)
+    assert codec.decode(stale) != Pid(("py@host", 4211, 5))
 
 
 def test_the_creation_of_a_decoded_pid_is_written_back() -> None:

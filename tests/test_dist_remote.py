@@ -4,6 +4,7 @@ from Python to a real erl node; node loss seen as noconnection / nodedown."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -32,10 +33,9 @@ class Doubler(GenServer):
                 return Reply(2 * n, state)
 
 
-@pytest.fixture
-def erl(epmd: Epmd, cookie: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+@contextlib.contextmanager
+def _echo_node(name: str, epmd: Epmd, cookie: str) -> Iterator[subprocess.Popen[str]]:
     """A real erl node with `echo` ({From, M} -> From ! {echoed, M, self()})."""
-    name = f"e{os.getpid()}@127.0.0.1"
     script = (
         "register(echo, spawn(fun Loop() -> receive {From, M} -> "
         "From ! {echoed, M, self()}, Loop() end end)),"
@@ -49,12 +49,19 @@ def erl(epmd: Epmd, cookie: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     )
     try:
         assert readline(proc.stdout, 30) == "ready"
-        yield name, proc
+        yield proc
     finally:
         proc.kill()  # erl: no stdin to close
         proc.wait(10)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+@pytest.fixture
+def erl(epmd: Epmd, cookie: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    name = f"e{os.getpid()}@127.0.0.1"
+    with _echo_node(name, epmd, cookie) as proc:
+        yield name, proc
 
 
 def _echo_back(peer_node: str) -> None:
@@ -204,3 +211,29 @@ def test_killing_the_erl_node_gives_noconnection_to_a_pending_call_and_a_monitor
     assert otp.receive(lambda m: m == ("nodedown", node), timeout=30)
     mref = otp.monitor(caller)
     otp.receive(lambda m: isinstance(m, otp.DOWN) and m.ref == mref, timeout=10)
+
+
+def test_a_pid_of_a_restarted_erl_node_is_stale_and_a_send_to_it_is_dropped(
+    local: str, epmd: Epmd, cookie: str
+) -> None:
+    # As in Erlang: a Pid names a process of one incarnation of its node.
+    # After the node restarts, the new `echo` has the same numbers but is
+    # another Pid, and a message to the old one must not reach it.
+    name = f"r{os.getpid()}@127.0.0.1"
+    echoed = lambda m: type(m) is tuple and m[:1] == ("echoed",)  # noqa: E731
+    with _echo_node(name, epmd, cookie) as proc:
+        otp.monitor_node(name)
+        otp.send(("echo", name), (otp.self_pid(), "first"))
+        old = otp.receive(echoed, timeout=10)[2]
+        proc.kill()
+        assert otp.receive(lambda m: m == ("nodedown", name), timeout=30)
+    with _echo_node(name, epmd, cookie):
+        otp.send(("echo", name), (otp.self_pid(), "again"))
+        new = otp.receive(echoed, timeout=10)[2]
+        assert (new.id, new.serial) == (old.id, old.serial)  # what makes the test bite
+        assert new.creation != old.creation and new != old
+        otp.send(old, (otp.self_pid(), "to the old incarnation"))
+        otp.send(new, (otp.self_pid(), "to the new one"))
+        # One connection, one sender: had the first arrived, its echo would
+        # come first.
+        assert otp.receive(echoed, timeout=10)[1] == "to the new one"

@@ -101,10 +101,16 @@ trick on its first two words (Erlang's first word has 18 bits, so its refs map
 to themselves); a Ref of any other length is its words as they are.
 
 The node's *creation* (its incarnation number, which tells a restarted node
-from the one before it) has no place in a Pid tuple. A `Codec` remembers the
-creation last seen for each node (a bounded table) and writes it back, and
-writes its own for local Pids; erl drops messages to a pid of an older
-creation, so this matters.
+from the one before it) travels with a Pid of another node: such a Pid is
+decoded as `(node, id, serial, creation)`, and written back with that
+creation. So a Pid kept across a restart of its node stays a Pid of the old
+incarnation, as in Erlang: it is not equal to the new node's Pid with the
+same numbers, and a message to it is dropped there (erl drops messages to a
+pid of an older creation) instead of reaching whatever process holds those
+numbers now. A Pid of this node with this node's creation, or one with
+creation 0 (no creation known), is the plain 3-tuple. A `Codec` also
+remembers the creation last seen for each node (a bounded table) to write
+the Refs and 3-tuple Pids of other nodes, and writes its own for local ones.
 
 Bounds
 ------
@@ -541,14 +547,16 @@ class Codec:
         out.append(NIL_EXT)
 
     def _enc_pid(self, p: Pid, out: bytearray) -> None:
-        node, ident, serial = p
-        if not (0 <= ident <= _PID_ID_MASK and 0 <= serial < 1 << 42):
+        if len(p) == 4:
+            node, ident, serial, creation = p  # another node's, with its incarnation
+        else:
+            node, ident, serial = p
+            creation = self._creation_of(node)
+        if not (0 <= ident <= _PID_ID_MASK and 0 <= serial < 1 << 42 and 0 <= creation <= _U32):
             raise EncodeError(f"a Pid outside ETF's range (id < 2**22, serial < 2**42): {p!r}")
         out.append(NEW_PID_EXT)
         _enc_atom(node, out)
-        out += _pid_tail.pack(
-            ident | (serial >> 32) << _PID_ID_BITS, serial & _U32, self._creation_of(node)
-        )
+        out += _pid_tail.pack(ident | (serial >> 32) << _PID_ID_BITS, serial & _U32, creation)
 
     def _enc_ref(self, r: Ref, out: bytearray) -> None:
         node = r[0]
@@ -812,7 +820,12 @@ class Codec:
             creation = buf[i + 8]
             i += 9
         self._learn(node, creation)
-        return Pid((node, ident & _PID_ID_MASK, (ident >> _PID_ID_BITS) << 32 | serial)), i
+        serial |= (ident >> _PID_ID_BITS) << 32
+        ident &= _PID_ID_MASK
+        local = self.node if self.node is not None else _runtime.NODE_NAME
+        if creation == 0 or (node == local and creation == self.creation):
+            return Pid((node, ident, serial)), i
+        return Pid((node, ident, serial, creation)), i
 
     def _dec_node(self, buf: bytes, i: int) -> tuple[str, int]:
         if buf[i] == SMALL_ATOM_UTF8_EXT:

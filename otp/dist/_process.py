@@ -354,7 +354,9 @@ class _Router:
             if op in (SEND, SEND_TT, SEND_SENDER):
                 to = control[2]
                 # Only to our own Pids: a misrouted Pid must not bounce back out.
-                if type(to) is Pid and to.node == self.name:
+                # A Pid of an earlier run of this node (another creation: a
+                # 4-tuple, see otp/dist/_etf.py) names nobody now: dropped.
+                if type(to) is Pid and to.node == self.name and len(to) == 3:
                     if (
                         self.calls
                         and type(message) is tuple
