@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -99,3 +100,35 @@ def test_calls_answered_by_a_process_of_the_callers_node_leave_no_monitor(
         ref = otp.monitor(fwd)
         otp.send(fwd, "stop")
         otp.receive(lambda m: isinstance(m, otp.DOWN) and m.ref == ref, 10)
+
+
+def _monitors_and_ends(node: str, main: otp.Pid) -> None:
+    otp.monitor(("srv", node))
+    otp.send(main, ("monitoring", otp.self_pid()))
+
+
+def _calls_forever(node: str, to: otp.Pid) -> None:
+    gen_server.call(("srv", node), ("forward", to), None)
+
+
+def test_the_monitors_of_a_process_that_ends_are_dropped_on_the_other_node(
+    local: str, erl: str
+) -> None:
+    # Erlang removes a process's monitors when it ends: the other node is
+    # told (DEMONITOR_P), whether the process ended normally holding one or
+    # was SIGKILLed in the middle of a call.
+    me = otp.self_pid()
+    quiet = otp.spawn(_monitors_and_ends, erl, me)
+    otp.receive(lambda m: m == ("monitoring", quiet), 10)
+    assert _no_monitors_left(erl) == []
+    sink = otp.spawn(otp.receive)  # takes the forwarded call and never answers
+    caller = otp.spawn(_calls_forever, erl, sink)
+    ref = otp.monitor(caller)
+    deadline = time.monotonic() + 10
+    while not _monitored_by(erl) and time.monotonic() < deadline:
+        pass  # polled under a deadline, until the call's monitor is there
+    assert _monitored_by(erl) == [caller]
+    os.kill(caller.id, signal.SIGKILL)
+    otp.receive(lambda m: isinstance(m, otp.DOWN) and m.ref == ref, 10)
+    assert _no_monitors_left(erl) == []
+    otp.exit(sink, "kill")

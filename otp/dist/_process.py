@@ -38,7 +38,9 @@ Monitors across nodes
   this process sends MONITOR_P and, on MONITOR_P_EXIT, sends the watcher
   `otp.DOWN(ref, target, reason)` as a plain message (what the call primitive
   waits for). When the connection drops, every such monitor gets
-  `DOWN(..., "noconnection")`.
+  `DOWN(..., "noconnection")`. When the watcher ends (SIGKILL included: this
+  process monitors each watcher once), its monitors are removed there too
+  (DEMONITOR_P), as Erlang removes a dead process's monitors.
 - A peer monitoring a local process (MONITOR_P, e.g. before each
   `gen_server:call` from erl): this process monitors the local one and
   answers its DOWN with MONITOR_P_EXIT carrying the reason.
@@ -236,6 +238,11 @@ class _Router:
         # The remote calls in flight, a subset of out_mons: ref -> caller
         # (see _answered).
         self.calls: dict[Any, Pid] = {}
+        # The local processes holding monitors of other nodes' processes or
+        # nodes, each monitored here once (see _watch): local Pid -> our
+        # monitor's ref, and back.
+        self.watched: dict[Pid, Any] = {}
+        self.mon_watched: dict[Any, Pid] = {}
         # (peer node, peer's ref) -> local monitor ref; and the way back.
         self.in_mons: dict[tuple[str, Any], Any] = {}
         self.in_by_lref: dict[Any, tuple[str, Any, Any, Any]] = {}
@@ -560,7 +567,40 @@ class _Router:
             return {"name": self.name, "creation": self.node.creation, "port": self.node.port}
         return ("error", "unknown_request")
 
+    def _watch(self, watcher: Pid) -> None:
+        """Monitor a local process that holds remote monitors, once, until it
+        ends: as in Erlang, the monitors of a process that ends are removed,
+        so the other nodes are told (DEMONITOR_P) instead of keeping them for
+        a process that is gone. Kept while it lives (one dict lookup per
+        call, none of the runtime's work)."""
+        if watcher in self.watched or watcher == self.p.pid:
+            return
+        try:
+            lref = _runtime.monitor(watcher)
+        except BadArg:
+            return
+        # A process already gone gives DOWN "noproc", read after what it sent
+        # (on the same connection): its monitors are dropped then.
+        self.watched[watcher] = lref
+        self.mon_watched[lref] = watcher
+
+    def _watcher_down(self, watcher: Pid) -> None:
+        del self.watched[watcher]
+        # Everything it sent was read before its end (one connection, in
+        # order): these are all the monitors it will ever hold.
+        for ref in [r for r, e in self.out_mons.items() if e[1] == watcher]:
+            self.calls.pop(ref, None)
+            self._demonitor_out(ref)
+        for node in list(self.node_watchers):
+            w = self.node_watchers[node]
+            if w.pop(watcher, None) is not None and not w:
+                del self.node_watchers[node]
+
     def _local_down(self, m: DOWN) -> None:
+        watcher = self.mon_watched.pop(m.ref, None)
+        if watcher is not None:
+            self._watcher_down(watcher)
+            return
         local = self.mon_links.pop(m.ref, None)
         if local is not None:
             # A local party of links across nodes ended (however it ended:
@@ -584,6 +624,7 @@ class _Router:
             return
         to = target if type(target) is Pid else Atom(target[0])
         self.out_mons[ref] = (node, watcher, target)
+        self._watch(watcher)
         try:
             c.send((MONITOR_P, watcher, to, ref))
         except OSError:
@@ -627,6 +668,7 @@ class _Router:
             return
         w = self.node_watchers.setdefault(node, {})
         w[watcher] = w.get(watcher, 0) + 1
+        self._watch(watcher)
 
     def _nodedown_to(self, watcher: Pid, node: str) -> None:
         # As a signal, not a plain message: the watcher's runtime counts its
@@ -753,6 +795,7 @@ class _Router:
                 self._signal(requester, DistSignal("link", result))
             if flags & 2:
                 self.out_mons[ref] = (node, requester, result)
+                self._watch(requester)
             _runtime.send(requester, ("$spawn_reply", ref, result))
         else:
             _runtime.send(requester, ("$spawn_reply", ref, str(result)))
