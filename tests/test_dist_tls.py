@@ -32,7 +32,7 @@ from dist_helpers import stop_program
 import otp
 from behaviours import GenServer, Reply, gen_server
 from otp import Atom, BadArg, Pid
-from otp.dist import _handshake, _node, _tls
+from otp.dist import _epmd, _etf, _handshake, _node, _tls
 from otp.dist._node import DistNode
 from otp.dist._testing import Epmd, erl_args, free_port, new_cookie, require_erl
 
@@ -237,10 +237,16 @@ class Counter(GenServer):
             case ("relay", dest, req):
                 return Reply(gen_server.call(tuple(dest), req, 10.0), state)
 
+def echo():
+    while True:
+        frm, m = otp.receive()
+        otp.send(frm, ("echoed", m))
+
 name, cookie, epmd, certfile, keyfile, cafile = sys.argv[1:]
 tls = otp.node.TLS(certfile=certfile, keyfile=keyfile, cafile=cafile)
 otp.node.start(name=name, cookie=cookie, epmd=int(epmd), tls=tls)
 Counter.start(name="counter")
+otp.register("echo", otp.spawn(echo))
 print("ready", flush=True)
 sys.stdin.read()
 otp.node.stop()
@@ -292,6 +298,29 @@ def test_whole_python_nodes_call_each_other_over_tls(
         # The peer calls back into this node, over the same TLS connection.
         assert gen_server.call(("counter", peer), ("relay", ("doubler", me), ("x", 21)), 20.0) == 42
         assert otp.nodes() == [peer]
+    finally:
+        otp.node.stop()
+
+
+def test_tls_nodes_flooding_each_other_with_large_messages_lose_nothing_and_keep_order(
+    cluster: Cluster, peer_program: Callable[[str, str], str]
+) -> None:
+    # As tests/test_dist_pump.py over plain TCP: both directions full at
+    # once, each record written in order by whichever thread made it.
+    peer = peer_program(f"peer{os.getpid()}@127.0.0.1", "b")
+    otp.node.start(
+        name=f"py{os.getpid()}@127.0.0.1", cookie=cluster.cookie, epmd=cluster.epmd,
+        tls=cluster.tls("a"),
+    )  # fmt: skip
+    try:
+        me = otp.self_pid()
+        blob = bytes(range(256)) * 2048  # 512 KiB, several TLS records each
+        n = 30
+        for i in range(n):
+            otp.send(("echo", peer), (me, (i, blob)))
+        got = [otp.receive(timeout=30) for _ in range(n)]
+        assert [m[1][0] for m in got] == list(range(n))
+        assert all(m[0] == "echoed" and m[1][1] == blob for m in got)
     finally:
         otp.node.stop()
 
@@ -519,3 +548,52 @@ class _Named:
 
     def __init__(self, name: str) -> None:
         self.name = name
+
+
+class _Pipelining:
+    """A TLSSocket that sends `extra` in the same TLS record as the
+    handshake's challenge reply (before the ack): so the accepting node's
+    handshake reads the first distribution packet along with its own last
+    message, and that packet waits inside OpenSSL, where no poll sees it."""
+
+    def __init__(self, sock: _tls.TLSSocket, extra: bytes) -> None:
+        self.sock = sock
+        self.extra = extra
+
+    def sendall(self, data: bytes) -> None:
+        if data[4:5] == b"r":  # {packet, 4}: the challenge reply
+            data = data + self.extra
+        self.sock.sendall(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sock, name)
+
+
+def test_a_packet_read_with_the_tls_handshake_is_delivered_at_once(cluster: Cluster) -> None:
+    me = f"py{os.getpid()}@127.0.0.1"
+    otp.node.start(name=me, cookie=cluster.cookie, epmd=cluster.epmd, tls=cluster.tls("a"))
+    try:
+        otp.register("inbox", otp.self_pid())
+        found = _epmd.port_please(me.split("@")[0], epmd=cluster.epmd)
+        assert found is not None
+        stranger = f"early{os.getpid()}@127.0.0.1"
+        codec = _etf.Codec(node=stranger, creation=1)
+        body = b"p" + codec.encode((6, Pid((stranger, 1, 0)), Atom(""), Atom("inbox")))
+        body += codec.encode("early")
+        raw = socket.create_connection(("127.0.0.1", found[0]), timeout=20)
+        tls = _tls.TLSSocket.client(raw, cluster.tls("b").client_context(), "127.0.0.1", 20)
+        c = _handshake.connect(
+            _Pipelining(tls, struct.pack(">I", len(body)) + body),
+            stranger,
+            cluster.cookie,
+            1,
+            packet=4,
+        )
+        try:
+            # Nothing more is sent: only the node's reading what OpenSSL holds
+            # delivers it.
+            assert otp.receive(lambda m: m == "early", 10) == "early"
+        finally:
+            c.sock.close()
+    finally:
+        otp.node.stop()

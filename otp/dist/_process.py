@@ -85,9 +85,10 @@ of the loop writes to a peer leaves in one write, and incoming packets are
 queued as they are read, even while a write to a slow local process waits).
 A round delivers what came from the network, then the local messages, then
 writes: to each local process one write for all its messages of the round
-(`_deliver`), to each peer one write. Only TLS connections keep a reader
-thread, which queues what it reads and wakes the poll through the wake-up
-pipe. Every otp call happens on the main thread, which the runtime expects.
+(`_deliver`), to each peer one write; TLS connections too (the pump
+encrypts and decrypts). Other threads (the handshakes', the ticker's) queue
+what they have and wake the poll through the wake-up pipe. Every otp call
+happens on the main thread, which the runtime expects.
 A remote call costs one envelope here (`$dist_gen_call`: MONITOR_P and the
 request, written together) and nothing more from the caller: when the
 reply passes through here, the call's monitor is dropped and its tag marked
@@ -270,10 +271,11 @@ class _Router:
         self.p = p = _runtime.current()
         p.wake_r, p.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         p.ep.register(p.wake_r, select.EPOLLIN)
-        # Plain-TCP connections are read and written by this process's own
-        # loop (otp/dist/_pump.py), not by reader threads: one wake-up per
-        # packet instead of two, and no GIL hand-off. Only TLS connections
-        # (and other threads' events) still come through `_queue`'s pipe.
+        # Connections (plain TCP and TLS) are read and written by this
+        # process's own loop (otp/dist/_pump.py), not by reader threads: one
+        # wake-up per packet instead of two, and no GIL hand-off. Only other
+        # threads' events (node down from a handshake, a ticker) still come
+        # through `_queue`'s pipe.
         self.thread = threading.get_ident()
         self.pump = _pump.Pump(node, p)
         node.pump = self.pump
@@ -302,7 +304,7 @@ class _Router:
     def _queue(self, item: tuple[Any, ...]) -> None:
         self.work.append(item)
         if threading.get_ident() != self.thread:
-            # From a thread (a TLS reader): wake our poll. From our own
+            # From another thread: wake our poll. From our own
             # loop's read (the pump), the loop takes the work next anyway.
             with contextlib.suppress(BlockingIOError, OSError):
                 os.write(self.p.wake_w, b"!")
@@ -315,6 +317,8 @@ class _Router:
         mb = p.mailbox
         pump = self.pump
         while True:
+            if pump.buffered:
+                pump.read_buffered()  # a TLS connection's first packets
             while work:
                 self._net(work.popleft())
             if p.pending_exit is not None:
@@ -871,7 +875,7 @@ class _Router:
             return  # unreachable: dropped, as Erlang drops a send to a down node
         try:
             if c.pump is None:
-                c.send_encoded(control, data)  # TLS: its own framing
+                c.send_encoded(control, data)  # not pumped: its own framing
                 return
             # The same few controls repeat (one per sender and destination):
             # encoded once. A Pid's bytes carry its node's creation, so that

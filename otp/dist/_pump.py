@@ -41,12 +41,17 @@ How it works
   `DistNode._drop` tells the router (nodedown, noconnection). A descriptor
   closed elsewhere would silently leave the epoll, and the peer would never
   be seen to go.
-- TLS connections keep their reader thread (their `TLSSocket` is built for
-  one): `add` returns False for them.
+- TLS connections are pumped the same way: their `TLSSocket` is a pair of
+  memory BIOs, so the loop reads and writes the TCP socket itself and has
+  it decrypt what it read and encrypt what it queues (under the
+  connection's lock, so records leave in the order they were made). What
+  the TLS handshake read past its own end is waiting inside OpenSSL, where
+  no epoll can see it: `add` has the router read it first (`buffered`).
 """
 
 from __future__ import annotations
 
+import os
 import select
 import socket
 import struct
@@ -54,7 +59,7 @@ import threading
 import time
 from typing import Any
 
-from . import _etf, _handshake
+from . import _etf, _handshake, _tls
 
 __all__ = ["BUSY_LIMIT", "FLUSH_AT", "LAZY_DELAY", "Pump", "Pumped"]
 
@@ -86,13 +91,16 @@ class Pumped:
     """One connection's I/O state, owned by its `Pump` (`Connection.pump`)."""
 
     __slots__ = (
-        "c", "closed", "fd", "inbuf", "out", "pump", "queued", "sent", "sock", "want_out",
+        "c", "closed", "fd", "inbuf", "out", "pump", "queued", "sent", "sock", "tls",
+        "want_out",
     )  # fmt: skip
 
     def __init__(self, pump: Pump, c: _handshake.Connection) -> None:
         self.pump = pump
         self.c = c
-        self.sock: socket.socket = c.sock
+        # TLS: the socket I/O is ours, the records the TLSSocket's.
+        self.tls: _tls.TLSSocket | None = c.sock if type(c.sock) is _tls.TLSSocket else None
+        self.sock: socket.socket = c.sock if self.tls is None else self.tls.raw
         self.fd = self.sock.fileno()
         self.inbuf = bytearray()  # the start of a packet not yet whole
         self.out = bytearray()  # to write, from `sent` on
@@ -115,6 +123,8 @@ class Pumped:
         with self.c._lock:
             if self.closed:
                 raise BrokenPipeError(f"the connection to {self.c.peer} is closed")
+            if self.tls is not None:
+                data = self.tls.encrypt(data)  # under the lock: records in order
             self.out += data
             if self.want_out:
                 pass  # EPOLLOUT sends it, after what is already waiting
@@ -139,11 +149,11 @@ class Pumped:
         """
         codec = self.c.codec or _etf._default
         body = b"p" + codec.encode(control)
+        packet = _LEN.pack(len(body)) + body
         with self.c._lock:
             if self.closed:
                 raise BrokenPipeError(f"the connection to {self.c.peer} is closed")
-            self.out += _LEN.pack(len(body))
-            self.out += body
+            self.out += packet if self.tls is None else self.tls.encrypt(packet)
             if not self.queued and not self.want_out:
                 pump = self.pump
                 if not pump.lazy:
@@ -218,10 +228,36 @@ class Pumped:
             return
         except OSError:
             n = 0
+        if self.tls is not None:
+            self._take_tls(rbuf[:n], eof=not n)
+            return
         data = rbuf[:n].tobytes()
         if not data:
             self.pump.drop(self)
             return
+        self._take(data)
+
+    def _take_tls(self, chunk: Any, eof: bool = False) -> None:
+        """Decrypt what was read (or what OpenSSL held: `chunk` empty), then
+        as for plain TCP. Garbage (not TLS, a bad record) drops the connection."""
+        assert self.tls is not None
+        try:
+            data = self.tls.decrypt(chunk, eof)
+        except (OSError, ValueError):
+            self.pump.drop(self)
+            return
+        if self.tls._out.pending:
+            with self.c._lock:  # records of OpenSSL's own go out in turn
+                if not self.closed:
+                    self.out += self.tls.records()
+                    self._flush_locked()
+        if data is None:
+            self.pump.drop(self)
+        elif data:
+            self._take(data)
+
+    def _take(self, data: bytes) -> None:
+        """Dispatch every whole packet of what was read, in order."""
         c = self.c
         c.last_recv = _monotonic()
         buf: Any
@@ -280,6 +316,9 @@ class Pump:
         self.ep = p.ep
         self.thread = threading.get_ident()
         self.conns: dict[int, Pumped] = {}  # fd -> state
+        # TLS connections just added, whose first packets may already be
+        # inside OpenSSL (see the module docstring): read by the router.
+        self.buffered: list[Pumped] = []
         # What every read lands in first (Pumped.read): reads happen on this
         # thread only, one at a time.
         self.rbuf = memoryview(bytearray(READ_SIZE))
@@ -289,10 +328,10 @@ class Pump:
         self.busy = False  # some connection is over BUSY_LIMIT (set by writers)
 
     def add(self, c: _handshake.Connection) -> bool:
-        """Take over `c`'s reading and writing; False for a TLS connection,
-        which keeps its reader thread. Called from any thread (the
-        handshake's), before the peer's first packet is read."""
-        if type(c.sock) is not socket.socket:
+        """Take over `c`'s reading and writing (plain TCP or TLS; False for
+        anything else, which then keeps a reader thread). Called from any
+        thread (the handshake's), before the peer's first packet is read."""
+        if type(c.sock) is not socket.socket and type(c.sock) is not _tls.TLSSocket:
             return False
         st = Pumped(self, c)
         c.pump = st
@@ -300,7 +339,22 @@ class Pump:
         # The hook before the registration: an event is never without one.
         self.p.fd_hooks[st.fd] = st.on_event
         self.ep.register(st.fd, _IN)
+        if st.tls is not None:
+            self.buffered.append(st)
+            if threading.get_ident() != self.thread:
+                try:
+                    os.write(self.p.wake_w, b"!")  # the router reads it next
+                except OSError:
+                    pass  # the pipe is full: the router is awake anyway
         return True
+
+    def read_buffered(self) -> None:
+        """Read what OpenSSL holds for the TLS connections just added (on the
+        router's thread, at the top of its loop)."""
+        while self.buffered:
+            st = self.buffered.pop(0)
+            if not st.closed:
+                st._take_tls(b"")
 
     def drop(self, st: Pumped) -> None:
         """The connection ended (EOF, error, garbage): forget it, close it,

@@ -356,6 +356,55 @@ class TLSSocket:
                 else:
                     self._in.write_eof()
 
+    # -- for an event loop (otp/dist/_pump.py) ------------------------------------
+    # The loop does the socket I/O itself, non-blocking, and uses these to
+    # turn bytes into records and back. The caller keeps the order: `encrypt`
+    # and `records` (whose output must go to the wire in the order it was
+    # made) are called under the connection's own lock.
+
+    def encrypt(self, data: bytes | bytearray | memoryview) -> bytes:
+        """The TLS records for `data`, to be written to `raw` in this order."""
+        with self._ssl:
+            if len(data) <= _SLICE:
+                self._obj.write(data)
+            else:
+                view = memoryview(data).cast("B")
+                for i in range(0, len(view), _SLICE):
+                    self._obj.write(view[i : i + _SLICE])
+            return self._out.read()
+
+    def decrypt(self, chunk: bytes | bytearray | memoryview, eof: bool = False) -> bytes | None:
+        """Feed `chunk` (read from `raw`; `eof`: the TCP stream ended) and
+        return the plaintext now whole: possibly b"" (a record not yet
+        complete), possibly plaintext OpenSSL held from before (what the
+        handshake read past its end), None once the peer has closed
+        (close_notify, or the end of the stream). OpenSSL may have made
+        records of its own meanwhile (a key update's answer): see `records`."""
+        got = []
+        with self._ssl:
+            if chunk:
+                self._in.write(chunk)
+            if eof and not self._in.eof:
+                self._in.write_eof()
+            while True:
+                try:
+                    data = self._obj.read(_RECV)
+                except ssl.SSLWantReadError:
+                    break
+                except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                    return None
+                if not data:
+                    return None
+                got.append(data)
+                if not self._in.pending and not self._obj.pending():
+                    break  # all read (and no SSLWantReadError to raise and catch)
+        return got[0] if len(got) == 1 else b"".join(got)
+
+    def records(self) -> bytes:
+        """Records OpenSSL made on its own (see `decrypt`), to write next."""
+        with self._ssl:
+            return self._out.read() if self._out.pending else b""
+
     def settimeout(self, timeout: float | None) -> None:
         self.raw.settimeout(timeout)
 
