@@ -246,7 +246,7 @@ class Pumped:
         except (OSError, ValueError):
             self.pump.drop(self)
             return
-        if self.tls._out.pending:
+        if self.tls.has_records:
             with self.c._lock:  # records of OpenSSL's own go out in turn
                 if not self.closed:
                     self.out += self.tls.records()

@@ -400,6 +400,12 @@ class TLSSocket:
                     break  # all read (and no SSLWantReadError to raise and catch)
         return got[0] if len(got) == 1 else b"".join(got)
 
+    @property
+    def has_records(self) -> bool:
+        """Whether OpenSSL made records of its own that `records` would give
+        (a hint, read without the lock: `records` is the answer)."""
+        return bool(self._out.pending)
+
     def records(self) -> bytes:
         """Records OpenSSL made on its own (see `decrypt`), to write next."""
         with self._ssl:
