@@ -30,6 +30,12 @@ The figures (rows of the table):
    Erlang's figure is `exit(P, kill)` run on the victim's node -> the 'DOWN'
    seen on the other node (wall clock on both sides: one machine, one clock).
 
+With `--tls` every node of the cluster speaks TLS distribution (Python
+nodes with `otp.node.TLS`, erl nodes with `-proto_dist inet_tls`, one
+throwaway CA: `otp.dist._testing.Pki`), and the results go to
+`benchmarks/results_dist_tls.json`: the figures of a cluster across
+machines, next to Erlang's own over TLS.
+
 Placement: the whole run (every node, epmd, erl included) in one worker under
 `taskset -c 0` ("pinned": the tight, comparable figures on this 2-vCPU VM,
 baselines.md section 0), then unpinned. Within a repetition every figure and
@@ -71,6 +77,7 @@ __all__ = ["BenchServer", "main"]
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 RESULTS = HERE / "results_dist.json"
+RESULTS_TLS = HERE / "results_dist_tls.json"
 ERL_SOURCE = HERE / "bench_dist.erl"
 PIN_CPU = "0"
 
@@ -296,8 +303,10 @@ def _readline(stream: Any, timeout: float, what: str) -> str:
 class _Cluster:
     """epmd, two erl nodes, a Python peer node and this node, all private."""
 
-    def __init__(self, tmp: str) -> None:
+    def __init__(self, tmp: str, tls: bool = False) -> None:
         self.tmp = tmp
+        self.tls = tls
+        self.pki: Any = None
         self.cookie = secrets.token_hex(16).upper()
         self.epmd_port = _free_port()
         self.env = dict(os.environ, ERL_EPMD_PORT=str(self.epmd_port), PYTHONPATH=str(REPO))
@@ -326,6 +335,10 @@ class _Cluster:
                     raise
                 time.sleep(0.02)  # a port coming up, under a deadline
         subprocess.run(["erlc", "-o", self.tmp, str(ERL_SOURCE)], check=True, timeout=60)
+        if self.tls:
+            from otp.dist._testing import Pki
+
+            self.pki = Pki(Path(self.tmp) / "pki")
         # Started together, waited for together: each takes about a second.
         erl = shutil.which("erl") or "erl"
         for name in (self.ea, self.eb):
@@ -334,15 +347,24 @@ class _Cluster:
                 "-kernel", "inet_dist_use_interface", "{127,0,0,1}",
                 "-pa", self.tmp, "-eval", "bench_dist:start()",
             ]  # fmt: skip
+            if self.pki is not None:
+                conf = self.pki.erl_optfile(self.pki.issue(name.split("@")[0]))
+                args += ["-proto_dist", "inet_tls", "-ssl_dist_optfile", conf]
             self._popen(args)
-        self._popen(
-            [sys.executable, "-m", "benchmarks.bench_dist", "--peer", self.pb, self.cookie],
-        )
+        peer = [sys.executable, "-m", "benchmarks.bench_dist", "--peer", self.pb, self.cookie]
+        if self.pki is not None:
+            c = self.pki.issue("pb")
+            peer += ["--peer-tls", c.certfile, c.keyfile, self.pki.cafile]
+        self._popen(peer)
         for p in self.procs:
             line = _readline(p.stdout, 60, " ".join(p.args[:4]))  # type: ignore[index]
             if line != "ready":
                 raise RuntimeError(f"{p.args!r} said {line!r}")
-        otp.node.start(name=self.pa, cookie=self.cookie, epmd=self.epmd_port)
+        tls = None
+        if self.pki is not None:
+            c = self.pki.issue("pa")
+            tls = otp.node.TLS(certfile=c.certfile, keyfile=c.keyfile, cafile=self.pki.cafile)
+        otp.node.start(name=self.pa, cookie=self.cookie, epmd=self.epmd_port, tls=tls)
         self.client = otp.spawn(_client)
 
     def _popen(self, cmd: list[str]) -> None:
@@ -443,10 +465,10 @@ def _timed(fn: Callable[[int], Any]) -> Callable[[int], float]:
     return measure
 
 
-def run_worker(reps: int, target_s: float, kills: int) -> dict[str, Any]:
+def run_worker(reps: int, target_s: float, kills: int, tls: bool = False) -> dict[str, Any]:
     """One placement's run: every measurement `reps` times; raw values."""
     with tempfile.TemporaryDirectory(prefix="otp-bench-dist-") as tmp:
-        c = _Cluster(tmp)
+        c = _Cluster(tmp, tls)
         try:
             c.start()
             ms = _measurements(c)
@@ -481,9 +503,13 @@ def run_worker(reps: int, target_s: float, kills: int) -> dict[str, Any]:
             c.stop()
 
 
-def run_peer(name: str, cookie: str) -> None:
+def run_peer(name: str, cookie: str, tls_files: list[str] | None = None) -> None:
     """The Python peer node pb: its server, then idle until stdin closes."""
-    otp.node.start(name=name, cookie=cookie, epmd=int(os.environ["ERL_EPMD_PORT"]))
+    tls = None
+    if tls_files:
+        certfile, keyfile, cafile = tls_files
+        tls = otp.node.TLS(certfile=certfile, keyfile=keyfile, cafile=cafile)
+    otp.node.start(name=name, cookie=cookie, epmd=int(os.environ["ERL_EPMD_PORT"]), tls=tls)
     BenchServer.start(name="bench_server")
     print("ready", flush=True)
     sys.stdin.read()
@@ -498,6 +524,8 @@ def _spawn_worker(mode: str, a: argparse.Namespace) -> dict[str, Any]:
         sys.executable, "-m", "benchmarks.bench_dist", "--worker",
         "--reps", str(a.reps), "--target-s", str(a.target_s), "--kills", str(a.kills),
     ]  # fmt: skip
+    if a.tls:
+        cmd.append("--tls")
     if mode == "pinned":
         if shutil.which("taskset") is None:
             return {"skipped": "taskset not found (util-linux)"}
@@ -586,11 +614,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--target-s", type=float, help="seconds per measurement (0.4, quick 0.02)")
     ap.add_argument("--kills", type=int, help="kills per repetition (default 15, quick 2)")
     ap.add_argument("--mode", choices=("pinned", "unpinned", "both"), default="both")
-    ap.add_argument("--out", default=str(RESULTS), help="where to write the JSON results")
+    ap.add_argument(
+        "--tls", action="store_true", help="every node over TLS distribution (erl: inet_tls)"
+    )
+    ap.add_argument("--out", help="where to write the JSON results (default by --tls)")
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds allowed per worker")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--peer", nargs=2, metavar=("NAME", "COOKIE"), help=argparse.SUPPRESS)
+    ap.add_argument("--peer-tls", nargs=3, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
+    if a.out is None:
+        a.out = str(RESULTS_TLS if a.tls else RESULTS)
     if a.reps is None:
         a.reps = 2 if a.quick else 5
     if a.target_s is None:
@@ -598,10 +632,11 @@ def main(argv: list[str] | None = None) -> int:
     if a.kills is None:
         a.kills = 2 if a.quick else 15
     if a.peer:
-        run_peer(*a.peer)
+        run_peer(a.peer[0], a.peer[1], a.peer_tls)
         return 0
     if a.worker:
-        print("RESULT " + json.dumps(run_worker(a.reps, a.target_s, a.kills)), flush=True)
+        result = run_worker(a.reps, a.target_s, a.kills, a.tls)
+        print("RESULT " + json.dumps(result), flush=True)
         return 0
     if shutil.which("erl") is None or shutil.which("epmd") is None:
         print("bench_dist needs erl and epmd (apt-get install erlang-nox)", file=sys.stderr)
@@ -639,7 +674,10 @@ def main(argv: list[str] | None = None) -> int:
             "kills_per_rep": a.kills,
             "modes": list(modes),
             "pinned_cpu": PIN_CPU,
-            "limit": "Erlang/OTP: two erl nodes over loopback, measured in the same run",
+            "limit": "Erlang/OTP: two erl nodes over loopback"
+            + (", TLS distribution (inet_tls)" if a.tls else "")
+            + ", measured in the same run",
+            "tls": a.tls,
             "machine": {
                 "platform": platform.platform(),
                 "cpus": os.cpu_count(),

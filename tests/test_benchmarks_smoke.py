@@ -33,6 +33,7 @@ def test_quick_rtt_run_writes_value_limit_and_ratio(tmp_path: Path) -> None:
             "--no-peers",
             "--out",
             str(out),
+            *(["--tls"] if tls else []),
         ],
         cwd=REPO,
         env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"),
@@ -61,8 +62,9 @@ def test_quick_rtt_run_writes_value_limit_and_ratio(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.erlang
+@pytest.mark.parametrize("tls", [False, True], ids=["tcp", "tls"])
 def test_quick_dist_run_writes_each_figure_next_to_erlangs_from_the_same_run(
-    tmp_path: Path,
+    tmp_path: Path, tls: bool
 ) -> None:
     # python -m benchmarks.bench_dist: two erl nodes, two Python nodes, a
     # private epmd, pinned then unpinned; tiny counts, so it only proves the
@@ -85,6 +87,7 @@ def test_quick_dist_run_writes_each_figure_next_to_erlangs_from_the_same_run(
             "1",
             "--out",
             str(out),
+            *(["--tls"] if tls else []),
         ],
         cwd=REPO,
         env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"),
@@ -96,6 +99,7 @@ def test_quick_dist_run_writes_each_figure_next_to_erlangs_from_the_same_run(
     assert proc.returncode == 0, proc.stdout + proc.stderr
     doc = json.loads(out.read_text())
     assert doc["meta"]["modes"] == ["pinned", "unpinned"]
+    assert doc["meta"]["tls"] is tls
     assert set(doc["figures"]) >= {"call_py_py", "cast_py_py", "kill_down_py_py"}
     for name, fig in doc["figures"].items():
         assert fig["limit_name"].startswith("erl"), name
