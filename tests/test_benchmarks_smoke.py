@@ -33,7 +33,6 @@ def test_quick_rtt_run_writes_value_limit_and_ratio(tmp_path: Path) -> None:
             "--no-peers",
             "--out",
             str(out),
-            *(["--tls"] if tls else []),
         ],
         cwd=REPO,
         env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"),
