@@ -597,3 +597,44 @@ def test_a_packet_read_with_the_tls_handshake_is_delivered_at_once(cluster: Clus
             c.sock.close()
     finally:
         otp.node.stop()
+
+
+def test_garbage_on_a_tls_connection_of_a_whole_node_closes_that_connection_only(
+    cluster: Cluster, peer_program: Callable[[str, str], str]
+) -> None:
+    # The node's dist process reads its TLS connections in its own loop
+    # (otp/dist/_pump.py): garbage inside the records, or bytes that are not
+    # TLS records at all, drop that connection and nothing else.
+    peer = peer_program(f"peer{os.getpid()}@127.0.0.1", "b")
+    me = f"py{os.getpid()}@127.0.0.1"
+    otp.node.start(name=me, cookie=cluster.cookie, epmd=cluster.epmd, tls=cluster.tls("a"))
+    try:
+        assert gen_server.call(("counter", peer), ("add", 1), 20.0) == 1
+        found = _epmd.port_please(me.split("@")[0], epmd=cluster.epmd)
+        assert found is not None
+        # (inside TLS or straight onto the TCP stream, the bytes, then close?)
+        bad: list[tuple[str, bytes, bool]] = [
+            ("record", struct.pack(">I", 0xFFFFFFFF), False),  # an absurd length
+            ("record", struct.pack(">I", 5) + b"pjunk", False),  # not a term
+            ("record", struct.pack(">I", 100) + b"p" + b"\x83" * 10, True),  # cut by the close
+            ("raw", b"\x17\x03\x03\x00\x20" + b"\x00" * 32, False),  # fails to decrypt
+            ("raw", b"GET / HTTP/1.0\r\n\r\n", False),  # not TLS at all
+        ]
+        for i, (how, data, then_close) in enumerate(bad):
+            evil = f"evil{i}x{os.getpid()}@127.0.0.1"
+            raw = socket.create_connection(("127.0.0.1", found[0]), timeout=20)
+            tls = _tls.TLSSocket.client(raw, cluster.tls("b").client_context(), "127.0.0.1", 20)
+            c = _handshake.connect(tls, evil, cluster.cookie, 5, packet=4)
+            assert wait_until(lambda evil=evil: evil in otp.nodes(), 20)  # type: ignore[misc]
+            if how == "record":
+                tls.sendall(data)
+            else:
+                raw.sendall(data)
+            if then_close:
+                raw.shutdown(socket.SHUT_WR)  # the end that cuts the packet short
+            assert wait_until(lambda evil=evil: evil not in otp.nodes(), 20)  # type: ignore[misc]
+            c.sock.close()
+        assert otp.nodes() == [peer]
+        assert gen_server.call(("counter", peer), ("add", 1), 20.0) == 2
+    finally:
+        otp.node.stop()
