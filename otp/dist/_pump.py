@@ -91,8 +91,8 @@ class Pumped:
     """One connection's I/O state, owned by its `Pump` (`Connection.pump`)."""
 
     __slots__ = (
-        "c", "closed", "fd", "inbuf", "out", "pump", "queued", "sent", "sock", "tls",
-        "want_out",
+        "c", "closed", "fd", "inbuf", "out", "plain", "pump", "queued", "sent", "sock",
+        "tls", "want_out",
     )  # fmt: skip
 
     def __init__(self, pump: Pump, c: _handshake.Connection) -> None:
@@ -104,6 +104,10 @@ class Pumped:
         self.fd = self.sock.fileno()
         self.inbuf = bytearray()  # the start of a packet not yet whole
         self.out = bytearray()  # to write, from `sent` on
+        # TLS: what was queued since the last flush, encrypted by that flush
+        # into as few records as it takes (a call's DEMONITOR_P, MONITOR_P
+        # and request: one record, one decryption there, not three).
+        self.plain = bytearray()
         self.sent = 0
         self.want_out = False  # EPOLLOUT is armed
         self.queued = False  # in the pump's list for its next flush
@@ -123,21 +127,26 @@ class Pumped:
         with self.c._lock:
             if self.closed:
                 raise BrokenPipeError(f"the connection to {self.c.peer} is closed")
-            if self.tls is not None:
-                data = self.tls.encrypt(data)  # under the lock: records in order
-            self.out += data
+            if self.tls is None:
+                self.out += data
+            else:
+                self.plain += data  # encrypted by the flush, in this order
             if self.want_out:
                 pass  # EPOLLOUT sends it, after what is already waiting
             elif threading.get_ident() != pump.thread:
                 if not self.queued:
                     self._flush_locked()  # the router may be asleep
-            elif len(self.out) - self.sent > FLUSH_AT:
+            elif self._waiting() > FLUSH_AT:
                 self._flush_locked()  # a stream: let the peer start on it
             elif not self.queued:
                 self.queued = True
                 pump.dirty.append(self)
-            if len(self.out) - self.sent > BUSY_LIMIT:
+            if self._waiting() > BUSY_LIMIT:
                 pump.busy = True
+
+    def _waiting(self) -> int:
+        """Bytes queued and not yet written (before encryption, for TLS)."""
+        return len(self.out) - self.sent + len(self.plain)
 
     def send_later(self, control: Any) -> None:
         """Queue a control that need not leave at once (on the router's thread).
@@ -153,7 +162,10 @@ class Pumped:
         with self.c._lock:
             if self.closed:
                 raise BrokenPipeError(f"the connection to {self.c.peer} is closed")
-            self.out += packet if self.tls is None else self.tls.encrypt(packet)
+            if self.tls is None:
+                self.out += packet
+            else:
+                self.plain += packet
             if not self.queued and not self.want_out:
                 pump = self.pump
                 if not pump.lazy:
@@ -163,6 +175,10 @@ class Pumped:
     def _flush_locked(self) -> None:
         """Write what the socket takes; arm or disarm EPOLLOUT. With c._lock."""
         out = self.out
+        if self.plain:
+            # Under the lock, as every write: records made in queue order.
+            out += self.tls.encrypt(self.plain)  # type: ignore[union-attr]
+            self.plain.clear()
         if len(out) > self.sent:
             try:
                 with memoryview(out) as mv:
@@ -364,6 +380,7 @@ class Pump:
                 return
             st.closed = True
             st.out.clear()
+            st.plain.clear()
             st.sent = 0
         self.p.fd_hooks.pop(st.fd, None)
         self.conns.pop(st.fd, None)
@@ -407,7 +424,7 @@ class Pump:
         while True:
             # A snapshot: a handshake thread may add a connection meanwhile.
             conns = list(self.conns.values())
-            if not any(len(st.out) - st.sent > BUSY_LIMIT for st in conns):
+            if not any(st._waiting() > BUSY_LIMIT for st in conns):
                 self.busy = False
                 return
             # A poll of our own over the connections only: the process's
