@@ -90,8 +90,37 @@ class Ref(tuple):  # type: ignore[type-arg]
     def ids(self) -> tuple[int, ...]:
         return tuple(self[1:])
 
+    @property
+    def creation(self) -> int:
+        """0 for a Ref of this node; a Ref read from another node keeps that
+        node's incarnation (see `Pid.creation`)."""
+        return 0
+
     def __repr__(self) -> str:
         return "#Ref<0." + ".".join(map(str, self[1:])) + ">"
+
+    __str__ = __repr__
+
+
+class _ForeignRef(Ref):
+    """A Ref of another node, read from the network: `(node, *words,
+    creation)`. Like a Pid of another node (`Pid.creation`), it keeps the
+    incarnation of its node, so it is written back exactly as it came, and
+    one of an earlier incarnation is not equal to a new one with the same
+    words. Printed and compared as any Ref otherwise."""
+
+    __slots__ = ()
+
+    @property
+    def ids(self) -> tuple[int, ...]:
+        return tuple(self[1:-1])
+
+    @property
+    def creation(self) -> int:
+        return self[-1]  # type: ignore[no-any-return]
+
+    def __repr__(self) -> str:
+        return "#Ref<0." + ".".join(map(str, self[1:-1])) + ">"
 
     __str__ = __repr__
 

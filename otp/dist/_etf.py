@@ -103,7 +103,8 @@ to themselves); a Ref of any other length is its words as they are.
 The node's *creation* (its incarnation number, which tells a restarted node
 from the one before it) travels with a Pid of another node: such a Pid is
 decoded as `(node, id, serial, creation)`, and written back with that
-creation. So a Pid kept across a restart of its node stays a Pid of the old
+creation; a Ref of another node likewise, as `(node, *words, creation)`
+(a `Ref` subclass that prints and reports `ids` without it). So a Pid kept across a restart of its node stays a Pid of the old
 incarnation, as in Erlang: it is not equal to the new node's Pid with the
 same numbers, and a message to it is dropped there (erl drops messages to a
 pid of an older creation) instead of reaching whatever process holds those
@@ -133,7 +134,7 @@ from typing import Any
 
 from .. import _runtime
 from .._exceptions import NotPicklable, ProtocolError
-from .._terms import Pid, Ref
+from .._terms import Pid, Ref, _ForeignRef
 
 __all__ = [
     "ATOM_CACHE",
@@ -477,7 +478,7 @@ class Codec:
             # (Before the rarer types: every control message carries Pids
             # and Refs, so the tests in this chain are ordered by frequency.)
             self._enc_pid(t, out)
-        elif cls is Ref:
+        elif cls is Ref or cls is _ForeignRef:
             self._enc_ref(t, out)
         elif cls is list:
             self._enc_list(t, out)
@@ -560,7 +561,12 @@ class Codec:
 
     def _enc_ref(self, r: Ref, out: bytearray) -> None:
         node = r[0]
-        words = list(r[1:])
+        if type(r) is _ForeignRef:
+            words = list(r[1:-1])
+            creation = r[-1]
+        else:
+            words = list(r[1:])
+            creation = self._creation_of(node)
         if len(words) == 3:
             a, b, c = words
             if not (0 <= a <= _PID_ID_MASK and 0 <= b < 1 << 42 and 0 <= c <= _U32):
@@ -571,7 +577,7 @@ class Codec:
         out.append(NEWER_REFERENCE_EXT)
         out += _u16.pack(len(words))
         _enc_atom(node, out)
-        out += _u32.pack(self._creation_of(node))
+        out += _u32.pack(creation)
         out += _words[len(words)].pack(*words)
 
     # -- decoding -------------------------------------------------------------
@@ -785,7 +791,10 @@ class Codec:
             if n == 3:
                 w0 = words[0]
                 words = [w0 & _PID_ID_MASK, (w0 >> _PID_ID_BITS) << 32 | words[1], words[2]]
-            return Ref((node, *words)), i
+            local = self.node if self.node is not None else _runtime.NODE_NAME
+            if creation == 0 or (node == local and creation == self.creation):
+                return Ref((node, *words)), i
+            return _ForeignRef((node, *words, creation)), i  # as a Pid: see "Pids and Refs"
         if tag == REFERENCE_EXT:
             node, i = self._dec_node(buf, i)
             self._need(buf, i, 5)
