@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import psutil
 import pytest
 from conftest import wait_until
 from dist_helpers import Peer
@@ -86,3 +87,47 @@ def test_bursts_from_several_senders_arrive_in_each_senders_order(local: str, pe
     # And an atom from erl's point of view stays one on the way back.
     otp.send(("echo", peer.name), (me, Atom("ok")))
     assert otp.receive(timeout=10)[1] == Atom("ok")
+
+
+def _flooder(peer_node: str, main: otp.Pid, n: int, size: int) -> None:
+    me = otp.self_pid()
+    blob = bytes(range(256)) * (size // 256)
+    for i in range(n):
+        otp.send(("echo", peer_node), (me, (i, blob)))
+        otp.send(main, ("sent", i))
+    got = [otp.receive(timeout=60)[1] for _ in range(n)]
+    otp.send(main, ("done", [g[0] for g in got] == list(range(n)), all(g[1] == blob for g in got)))
+
+
+def test_a_stopped_peer_holds_local_senders_back_instead_of_filling_memory(
+    local: str, peer: Peer
+) -> None:
+    # Erlang's busy distribution port: with the peer not reading (SIGSTOP),
+    # the dist process keeps at most about BUSY_LIMIT queued and stops taking
+    # local messages, so a local sender blocks in its send; nothing is lost,
+    # and everything goes once the peer reads again.
+    n, size = 200, 256 * 1024  # 50 MiB, far more than every buffer on the way
+    assert gen_server.call(("counter", peer.name), ("add", 0), 10) == 0  # connected
+    dist = otp.whereis("net_kernel")
+    assert dist is not None
+    rss_before = psutil.Process(dist.id).memory_info().rss
+    main_proc = psutil.Process(peer.proc.pid)
+    stopped = [main_proc, *main_proc.children(recursive=True)]
+    for p in stopped:
+        p.suspend()
+    try:
+        otp.spawn(_flooder, peer.name, otp.self_pid(), n, size)
+        last = -1
+        while True:  # until no progress for 2 s (under the test's timeout)
+            try:
+                last = otp.receive(lambda m: type(m) is tuple and m[0] == "sent", 2)[1]
+            except otp.ReceiveTimeout:
+                break
+        assert last < n // 2, f"the sender got {last + 1} of {n} messages out past a stopped peer"
+        grown = psutil.Process(dist.id).memory_info().rss - rss_before
+        assert grown < 24 * 1024 * 1024, f"the dist process grew by {grown >> 20} MiB"
+    finally:
+        for p in stopped:
+            p.resume()
+    done = otp.receive(lambda m: type(m) is tuple and m[0] == "done", 60)
+    assert done == ("done", True, True)
