@@ -1,6 +1,7 @@
 """The dist process's own network I/O (otp/dist/_pump.py): no reader threads,
 buffered writes, a call's DEMONITOR_P sent lazily; nothing lost, nothing
-reordered, no deadlock when two nodes flood each other."""
+reordered, no deadlock when two nodes flood each other, and back-pressure on
+local senders while a peer does not read."""
 
 from __future__ import annotations
 
