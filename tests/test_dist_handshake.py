@@ -10,13 +10,14 @@ import socket
 import stat
 import struct
 import subprocess
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from otp import Atom, Pid
-from otp.dist import _handshake
+from otp.dist import _epmd, _handshake
 from otp.dist._node import DistNode
 from otp.dist._testing import Epmd, erl_args, new_cookie, require_erl, run_erl
 from otp.testing import wait_until
@@ -167,3 +168,85 @@ def test_the_cookie_file_is_created_owner_only_and_reused(tmp_path: Any) -> None
     os.chmod(path, 0o644)
     with pytest.raises(_handshake.HandshakeError, match="owner only"):
         _handshake.load_cookie(path=path)
+
+
+# -- one connection per pair of nodes -------------------------------------------
+
+
+def _echoing(node: DistNode) -> queue.Queue[Any]:
+    """`echo` on `node` answers (pid, x) with ("echoed", x); what arrives for
+    a Pid of `node` is put in the queue returned."""
+    inbox: queue.Queue[Any] = queue.Queue()
+    node.on_send = lambda to, msg: inbox.put(msg)
+    node.register("echo", lambda sender, msg: node.send(msg[0], (Atom("echoed"), msg[1])))
+    return inbox
+
+
+def test_two_nodes_connecting_to_each_other_at_once_keep_one_connection(world: World) -> None:
+    # Erlang's rule: the attempt of the node with the greater name goes on,
+    # the other gives way (status nok / ok_simultaneous), so both sides keep
+    # the same connection. Keeping both and closing the one the other side
+    # kept lost both: nodedown on each side, links and monitors broken.
+    for _ in range(8):
+        a, b = world.node(), world.node()
+        downs: list[str] = []
+        with a, b:
+            inbox_a, inbox_b = _echoing(a), _echoing(b)
+            a.on_nodedown = b.on_nodedown = downs.append
+            barrier = threading.Barrier(2)
+
+            def send(frm: DistNode, to: DistNode, barrier: threading.Barrier = barrier) -> None:
+                barrier.wait()
+                frm.send(("echo", to.name), (Pid((frm.name, 7, 0)), frm.name))
+
+            threads = [
+                threading.Thread(target=send, args=(a, b)),
+                threading.Thread(target=send, args=(b, a)),
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(30)
+            assert inbox_a.get(timeout=20) == (Atom("echoed"), a.name)
+            assert inbox_b.get(timeout=20) == (Atom("echoed"), b.name)
+            # Another round trip each way, on what is left: one connection.
+            a.send(("echo", b.name), (Pid((a.name, 7, 0)), "again"))
+            assert inbox_a.get(timeout=20) == (Atom("echoed"), "again")
+            assert a.nodes() == [b.name] and b.nodes() == [a.name]
+            assert downs == []
+
+
+def test_a_node_back_under_a_name_still_connected_replaces_the_stale_connection(
+    world: World,
+) -> None:
+    # The peer still holds a connection to our name (our earlier run froze,
+    # say): it answers our handshake `alive`, we say `true`, and it drops the
+    # stale one: nodedown for it first, then the new one works. With erl and
+    # between Python nodes.
+    b = world.node()
+    with b:
+        _echoing(b)
+        downs: list[str] = []
+        b.on_nodedown = downs.append
+        for peer_name, port in ((ERL, None), (b.name, b.port)):
+            me = world.node()
+            if port is None:
+                found = _epmd.port_please("e", epmd=world.epmd.port)
+                assert found is not None
+                port = found[0]
+            stale_sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            # A connection under our name that nobody reads or writes any more.
+            _handshake.connect(stale_sock, me.name, world.cookie, 1)
+            try:
+                if peer_name == b.name:
+                    assert wait_until(lambda me=me: b.nodes() == [me.name], 10)  # type: ignore[misc]
+                with me:
+                    inbox = _echoing(me)
+                    me.send(("echo", peer_name), (Pid((me.name, 7, 0)), "back"))
+                    assert inbox.get(timeout=20) == (Atom("echoed"), "back")
+                    assert me.nodes() == [peer_name]
+                    if peer_name == b.name:
+                        assert downs == [me.name]  # the stale one, seen lost
+                        assert b.nodes() == [me.name]
+            finally:
+                stale_sock.close()

@@ -104,8 +104,9 @@ The node's *creation* (its incarnation number, which tells a restarted node
 from the one before it) travels with a Pid of another node: such a Pid is
 decoded as `(node, id, serial, creation)`, and written back with that
 creation; a Ref of another node likewise, as `(node, *words, creation)`
-(a `Ref` subclass that prints and reports `ids` without it). So a Pid kept across a restart of its node stays a Pid of the old
-incarnation, as in Erlang: it is not equal to the new node's Pid with the
+(a `Ref` subclass that prints and reports `ids` without it). So a Pid kept
+across a restart of its node stays a Pid of the old incarnation, as in
+Erlang: it is not equal to the new node's Pid with the
 same numbers, and a message to it is dropped there (erl drops messages to a
 pid of an older creation) instead of reaching whatever process holds those
 numbers now. A Pid of this node with this node's creation, or one with

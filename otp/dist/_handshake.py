@@ -36,6 +36,7 @@ import stat
 import struct
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .._exceptions import OTPError
@@ -46,6 +47,7 @@ __all__ = [
     "MANDATORY",
     "Connection",
     "HandshakeError",
+    "Simultaneous",
     "accept",
     "connect",
     "digest",
@@ -116,6 +118,12 @@ _name_msg = struct.Struct(">QII")  # flags, challenge|creation, creation (B's 'N
 
 class HandshakeError(OTPError):
     """The handshake failed (wrong cookie, refused name, malformed packet)."""
+
+
+class Simultaneous(HandshakeError):
+    """Both nodes were connecting to each other at once, and this attempt is
+    the one that gives way (status `nok`): the other node's own attempt is
+    under way and becomes the connection. Not an error of the peer's."""
 
 
 def digest(challenge: int, cookie: str) -> bytes:
@@ -203,9 +211,16 @@ def connect(
     flags: int = FLAGS,
     *,
     packet: int = 2,
+    alive: Callable[[], bool] | None = None,
 ) -> Connection:
     """Run the handshake as the connecting side (A) on a connected socket
-    (a `socket.socket`, or a `_tls.TLSSocket` with `packet=4`)."""
+    (a `socket.socket`, or a `_tls.TLSSocket` with `packet=4`).
+
+    The peer answers `alive` when it still holds a connection to our name:
+    `alive()` says whether to go on (true: that connection is a stale one,
+    e.g. of an earlier run of this node, and the peer drops it) or not
+    (false: this attempt was superseded meanwhile; it ends with
+    `Simultaneous`). Without `alive`, we go on."""
     sock.settimeout(HANDSHAKE_TIMEOUT)
     try:
         raw = name.encode("utf-8")
@@ -213,6 +228,14 @@ def connect(
         status = _recv_packet(sock, packet)
         if status[:1] != b"s":
             raise HandshakeError(f"expected a status, got {status[:1]!r}")
+        if status[1:] == b"nok":
+            raise Simultaneous(f"{status!r}: the peer's own connection attempt goes on")
+        if status[1:] == b"alive":
+            go_on = True if alive is None else alive()
+            _send_packet(sock, b"strue" if go_on else b"sfalse", packet)
+            if not go_on:
+                raise Simultaneous("the peer is connected to us already: this attempt ends")
+            status = b"sok"
         if status[1:] not in (b"ok", b"ok_simultaneous"):
             raise HandshakeError(
                 f"the peer refused the connection: {status[1:].decode(errors='replace')}"
@@ -244,12 +267,19 @@ def accept(
     flags: int = FLAGS,
     *,
     packet: int = 2,
+    status: Callable[[str], str] | None = None,
 ) -> Connection:
     """Run the handshake as the accepting side (B) on an accepted socket
     (a `socket.socket`, or a `_tls.TLSSocket` with `packet=4`).
 
     The cookie check happens here: a peer whose digest is wrong is refused
     and the socket closed by the caller; it never gets a Connection.
+
+    `status(peer)` says what to answer the peer's name with: "ok",
+    "ok_simultaneous" (we were connecting to it too, and give way), "nok"
+    (we were, and ours goes on: this attempt ends with `Simultaneous`) or
+    "alive" (we hold a connection to that name: the peer says whether to go
+    on and replace it, or to end this attempt).
     """
     sock.settimeout(HANDSHAKE_TIMEOUT)
     try:
@@ -260,7 +290,16 @@ def accept(
         pflags, pcreation = struct.unpack_from(">QI", first, 1)
         peer = _parse_name(first, 13)
         _check_flags(pflags, peer)
-        _send_packet(sock, b"sok", packet)
+        answer = "ok" if status is None else status(peer)
+        _send_packet(sock, b"s" + answer.encode("ascii"), packet)
+        if answer == "nok":
+            raise Simultaneous(f"{peer} is being connected to from here: its attempt gives way")
+        if answer == "alive":
+            said = _recv_packet(sock, packet)
+            if said == b"sfalse":
+                raise Simultaneous(f"{peer} is connected already and ends its new attempt")
+            if said != b"strue":
+                raise HandshakeError(f"expected true or false after alive, got {said[:16]!r}")
         mine = secrets.randbits(32)
         raw = name.encode("utf-8")
         _send_packet(

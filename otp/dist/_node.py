@@ -11,9 +11,17 @@ node.stop()
 Threads, not processes: one acceptor, one reader per connection, one ticker.
 Every packet a connection reads is dispatched in its reader thread, in
 arrival order, so one peer's messages are seen in the order it sent them.
-With a `pump` (the dist process's `otp.dist._pump.Pump`), plain-TCP
-connections have no reader thread: that event loop reads them, in order
-too, and buffers their writes.
+With a `pump` (the dist process's `otp.dist._pump.Pump`), connections
+(plain TCP and TLS) have no reader thread: that event loop reads them, in
+order too, and buffers their writes.
+
+One connection per pair of nodes, as net_kernel keeps it (`connect`): a
+handshake under way with a node, ours or its, is waited for rather than
+doubled; when two nodes connect to each other at once, the attempt of the
+greater name wins on both sides (the handshake's `nok` / `ok_simultaneous`);
+and a node that comes back under a name we still hold a connection for
+(`alive`, answered `true`) replaces it, the stale one being lost first
+(nodedown), as any lost connection.
 
 What it answers by itself:
 
@@ -115,6 +123,16 @@ def _split(node: str) -> tuple[str, str]:
     return alive, host
 
 
+class _Attempt:
+    """A handshake under way with `peer`: ours ("out") or its ("in")."""
+
+    __slots__ = ("direction", "peer")
+
+    def __init__(self, direction: str, peer: str) -> None:
+        self.direction = direction
+        self.peer = peer
+
+
 class DistNode:
     """The distributed side of one node (see the module docstring).
 
@@ -189,6 +207,11 @@ class DistNode:
         # ref -> (peer node, monitored name, monitoring Pid)
         self._monitors: dict[Ref, tuple[str, Any, Any]] = {}
         self._lock = threading.RLock()
+        # Handshakes under way, by peer node: ours ("out") or the peer's
+        # ("in"), at most one each (see connect). Waiters for a connection
+        # sleep on _changed, told when one is added or an attempt ends.
+        self._attempts: dict[str, _Attempt] = {}
+        self._changed = threading.Condition(self._lock)
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._listener: socket.socket | None = None
@@ -239,9 +262,10 @@ class DistNode:
             with contextlib.suppress(OSError):
                 self._listener.shutdown(socket.SHUT_RDWR)
             self._listener.close()
-        with self._lock:
+        with self._changed:
             conns = list(self.connections.values())
             self.connections.clear()
+            self._changed.notify_all()  # a connect waiting for a handshake gives up
         for c in conns:
             c.close()
         # Under _epmd_lock: the watcher never installs a registration or a
@@ -372,31 +396,111 @@ class DistNode:
             return sorted(self.connections)
 
     def connect(self, node: str) -> _handshake.Connection:
-        """The connection to `node`, opened (epmd lookup + handshake) if needed."""
-        with self._lock:
-            c = self.connections.get(node)
-            if c is not None:
-                return c
-            alive, host = _split(node)
-            found = _epmd.port_please(alive, host, epmd=self.epmd)
-            if found is None:
-                raise OTPError(f"epmd on {host} does not know {alive!r}")
-            sock = socket.create_connection((host, found[0]), timeout=_handshake.HANDSHAKE_TIMEOUT)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            try:
-                if self._client_ctx is None:
-                    c = _handshake.connect(sock, self.name, self.cookie, self.creation)
-                else:
-                    c = self._connect_tls(sock, node, host)
-            except BaseException:
-                sock.close()
-                raise
-            # Register before the reader starts (distribution.md, pitfall 4):
-            # an early reply must find this connection, not open a second one.
-            self._add(c)
-            return c
+        """The connection to `node`, opened (epmd lookup + handshake) if needed.
 
-    def _connect_tls(self, sock: socket.socket, node: str, host: str) -> _handshake.Connection:
+        One connection per pair of nodes, as Erlang's net_kernel keeps it:
+        - While a handshake with `node` is under way (another thread's, or
+          `node` connecting to us), wait for it instead of starting another.
+        - When both nodes connect to each other at once, the attempt of the
+          node with the greater name wins, on both sides, by the handshake's
+          status: the other side answers ours `nok` (we then wait for its
+          attempt, which we answer `ok_simultaneous`). Two connections kept
+          and each side closing the one the other kept would lose both
+          (nodedown, and every link and monitor over it broken).
+        """
+        deadline = time.monotonic() + 2 * _handshake.HANDSHAKE_TIMEOUT
+        with self._changed:
+            while True:
+                c = self.connections.get(node)
+                if c is not None:
+                    return c
+                if self._stopping.is_set():
+                    raise OTPError(f"no connection to {node}: this node is stopping")
+                if node not in self._attempts:
+                    break
+                if not self._changed.wait(max(0.0, deadline - time.monotonic())):
+                    raise OTPError(f"no connection to {node}: a handshake under way did not end")
+            mine = self._attempts[node] = _Attempt("out", node)
+        c = None
+        try:
+            c = self._dial(node, mine)
+        except _handshake.Simultaneous:
+            pass  # `node`'s own attempt is the one: waited for below
+        except BaseException:
+            with self._changed:
+                if self._attempts.get(node) is mine:
+                    del self._attempts[node]
+                self._changed.notify_all()
+            raise
+        with self._changed:
+            won = self._attempts.get(node) is mine
+            if won:
+                del self._attempts[node]
+            if c is not None and won:
+                # Register before the reader starts (distribution.md, pitfall
+                # 4): an early reply must find this connection, not open a
+                # second one. Waiters are told after.
+                self._add(c)
+                self._changed.notify_all()
+                return c
+            self._changed.notify_all()
+        if c is not None:
+            c.close()  # we answered `node`'s attempt ok_simultaneous: that one stays
+        with self._changed:
+            self._changed.wait_for(
+                lambda: node in self.connections or self._stopping.is_set(),
+                max(0.0, deadline - time.monotonic()),
+            )
+            c = self.connections.get(node)
+        if c is None:
+            raise OTPError(f"no connection to {node} after a simultaneous connect")
+        return c
+
+    def _dial(self, node: str, attempt: _Attempt) -> _handshake.Connection:
+        """epmd lookup, TCP connect, TLS if configured, handshake (no lock held)."""
+        alive, host = _split(node)
+        found = _epmd.port_please(alive, host, epmd=self.epmd)
+        if found is None:
+            raise OTPError(f"epmd on {host} does not know {alive!r}")
+        sock = socket.create_connection((host, found[0]), timeout=_handshake.HANDSHAKE_TIMEOUT)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+        def still_ours() -> bool:
+            # Asked when `node` holds a connection to us: go on unless our
+            # attempt was superseded meanwhile (we gave way to its attempt).
+            return self._attempts.get(node) is attempt
+
+        try:
+            if self._client_ctx is None:
+                return _handshake.connect(
+                    sock, self.name, self.cookie, self.creation, alive=still_ours
+                )
+            return self._connect_tls(sock, node, host, still_ours)
+        except BaseException:
+            sock.close()
+            raise
+
+    def _status_for(self, peer: str, attempt: list[_Attempt]) -> str:
+        """What to answer `peer`'s send_name with (Erlang's rule, see connect);
+        the attempt it starts, if any, is put in `attempt`."""
+        with self._changed:
+            current = self._attempts.get(peer)
+            if current is None:
+                # Connected already: the peer tells whether that connection
+                # is a stale one to replace (alive: true) or its attempt is
+                # one it gave up (false).
+                answer = "alive" if peer in self.connections else "ok"
+            elif current.direction == "out" and peer > self.name:
+                answer = "ok_simultaneous"  # ours gives way: connect sees it lost
+            else:
+                return "nok"  # ours goes on (or the peer is already connecting)
+            attempt.append(_Attempt("in", peer))
+            self._attempts[peer] = attempt[0]
+            return answer
+
+    def _connect_tls(
+        self, sock: socket.socket, node: str, host: str, alive: Callable[[], bool]
+    ) -> _handshake.Connection:
         try:
             tsock = _tls.TLSSocket.client(
                 sock, self._client_ctx, host, _handshake.HANDSHAKE_TIMEOUT
@@ -405,7 +509,9 @@ class DistNode:
             raise _handshake.HandshakeError(f"TLS with {node} failed: {e}") from None
         # inet_tls_dist runs the handshake with {packet, 4} (distribution.md,
         # pitfall 1).
-        return _handshake.connect(tsock, self.name, self.cookie, self.creation, packet=4)
+        return _handshake.connect(
+            tsock, self.name, self.cookie, self.creation, packet=4, alive=alive
+        )
 
     def send(self, dest: Any, message: Any) -> None:
         """Send to a remote Pid, or to `(name, node)`."""
@@ -432,7 +538,17 @@ class DistNode:
             old = self.connections.get(c.peer)
             self.connections[c.peer] = c
         if old is not None:
+            # A stale connection replaced (the peer restarted and said so:
+            # alive, true): it is lost as any other, nodedown and all, before
+            # the new one is read (so links and monitors of the earlier run
+            # break with noconnection first). Its own reader then finds it
+            # replaced and stays quiet.
             old.close()
+            for ref, (node, _, _) in list(self._monitors.items()):
+                if node == c.peer:
+                    self._monitors.pop(ref, None)
+            if self.on_nodedown is not None and not self._stopping.is_set():
+                self.on_nodedown(c.peer)
         if self.on_nodeup is not None:
             self.on_nodeup(c.peer, c.creation)
         if self.pump is not None and self.pump.add(c):
@@ -461,30 +577,49 @@ class DistNode:
             self._spawn(self._handshake_in, "dist-handshake", sock, addr)
 
     def _handshake_in(self, sock: socket.socket, addr: Any) -> None:
+        attempt: list[_Attempt] = []  # the peer's attempt, once it has said its name
+        c = None
         try:
-            c = self._accept_one(sock, addr)
+            c = self._accept_one(sock, addr, attempt)
+            if c is not None and self._stopping.is_set():
+                c.close()
+                c = None
         finally:
             self._pending.release()
-        if c is None:
-            return
-        if self._stopping.is_set():
-            c.close()
-            return
-        self._add(c)
+            with self._changed:
+                if attempt and self._attempts.get(attempt[0].peer) is attempt[0]:
+                    del self._attempts[attempt[0].peer]
+                if c is not None:
+                    self._add(c)  # registered before the waiters look again
+                self._changed.notify_all()
 
-    def _accept_one(self, sock: socket.socket, addr: Any) -> _handshake.Connection | None:
+    def _accept_one(
+        self, sock: socket.socket, addr: Any, attempt: list[_Attempt]
+    ) -> _handshake.Connection | None:
         """TLS (if configured), then the handshake; None if refused (closed)."""
+
+        def status(peer: str) -> str:
+            return self._status_for(peer, attempt)
+
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self._server_ctx is None:
-                return _handshake.accept(sock, self.name, self.cookie, self.creation)
+                return _handshake.accept(sock, self.name, self.cookie, self.creation, status=status)
             try:
                 tsock = _tls.TLSSocket.server(sock, self._server_ctx, _handshake.HANDSHAKE_TIMEOUT)
             except OSError as e:
                 # A plain-TCP node, an untrusted or missing certificate, or
                 # garbage: refused before any distribution byte is read.
                 raise _handshake.HandshakeError(f"TLS: {e}") from None
-            return _handshake.accept(tsock, self.name, self.cookie, self.creation, packet=4)
+            return _handshake.accept(
+                tsock, self.name, self.cookie, self.creation, packet=4, status=status
+            )
+        except _handshake.Simultaneous:
+            # We were connecting to that node too, and ours goes on: not a
+            # refusal of anything wrong.
+            with contextlib.suppress(OSError):
+                sock.close()
+            return None
         except (_handshake.HandshakeError, OSError) as e:
             self.refused.append((str(addr), str(e)))
             with contextlib.suppress(OSError):
