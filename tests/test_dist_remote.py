@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from dist_helpers import Peer, readline
 
 import otp
 from behaviours import GenServer, Reply, gen_server
+from otp.dist import _epmd, _handshake
 from otp.dist._etf import EncodeError
 from otp.dist._testing import Epmd, erl_args, require_erl
 
@@ -237,3 +239,29 @@ def test_a_pid_of_a_restarted_erl_node_is_stale_and_a_send_to_it_is_dropped(
         # One connection, one sender: had the first arrived, its echo would
         # come first.
         assert otp.receive(echoed, timeout=10)[1] == "to the new one"
+
+
+def test_a_node_that_does_not_answer_holds_up_only_those_who_send_to_it(
+    local: str, peer: Peer, epmd: Epmd
+) -> None:
+    # A "node" registered with epmd whose port accepts and then says nothing
+    # (a host gone silent): connecting to it takes the whole handshake
+    # timeout. Meanwhile every other remote call and send goes on, as with
+    # Erlang's net_kernel: only what was sent to the silent node waits.
+    silent = socket.create_server(("127.0.0.1", 0))
+    reg = _epmd.register(f"silent{os.getpid()}", silent.getsockname()[1], epmd=epmd.port)
+    try:
+        stuck = otp.spawn(_send_to, f"silent{os.getpid()}@127.0.0.1")
+        ref = otp.monitor(stuck)
+        otp.receive(lambda m: type(m) is otp.DOWN and m.ref == ref, 10)  # its send is queued
+        t0 = time.monotonic()
+        for _ in range(5):
+            assert gen_server.call(("counter", peer.name), ("add", 0), 3) == 0
+        assert time.monotonic() - t0 < _handshake.HANDSHAKE_TIMEOUT / 2
+    finally:
+        reg.close()
+        silent.close()
+
+
+def _send_to(node: str) -> None:
+    otp.send(("anyone", node), "hello?")

@@ -22,9 +22,11 @@ Outgoing: the runtime hands a destination that is not on this node to
 (a value outside the term mapping fails there, in the sender) and sends this
 process a private envelope, `("$dist_send", sender, dest, term_bytes)`, as an
 ordinary local message. This process writes it to the peer's connection,
-connecting on demand through epmd. One local connection from each sender to
-this process and one TCP connection per peer keep each sender's order end to
-end.
+connecting on demand through epmd. The connecting happens in a thread of
+its own (`_conn`): what that sender asks meanwhile waits, in order, and
+every other sender goes on, so a node that does not answer holds up only
+those who talk to it. One local connection from each sender to this process
+and one TCP connection per peer keep each sender's order end to end.
 
 Incoming: SEND and REG_SEND are delivered to the local Pid or name (looked
 up once per round of the loop), in arrival order. A `gen_server:call` from a
@@ -239,6 +241,14 @@ class _Router:
         # The remote calls in flight, a subset of out_mons: ref -> caller
         # (see _answered).
         self.calls: dict[Any, Pid] = {}
+        # Connections being made in the background (see _conn), and the local
+        # requests waiting for them: by sender, in order, and which senders
+        # wait on which node. `unreachable`: nodes whose attempt just failed,
+        # while their waiting requests are carried out.
+        self.dialling: set[str] = set()
+        self.parked: dict[Any, collections.deque[tuple[Any, ...]]] = {}
+        self.parked_on: dict[str, list[Any]] = {}
+        self.unreachable: set[str] = set()
         # The local processes holding monitors of other nodes' processes or
         # nodes, each monitored here once (see _watch): local Pid -> our
         # monitor's ref, and back.
@@ -349,6 +359,9 @@ class _Router:
     def _net(self, item: tuple[Any, ...]) -> None:
         if item[0] == "down":
             self._nodedown(item[1])
+            return
+        if item[0] == "dialled":
+            self._dialled(item[1], item[2])
             return
         _, peer, control, message = item
         op = control[0]
@@ -526,6 +539,22 @@ class _Router:
             return
         if t is not tuple or not m:
             return
+        sender = m[1] if len(m) > 1 and type(m[1]) is Pid else None
+        parked = self.parked.get(sender)
+        if parked is not None:
+            parked.append(m)  # behind what it sent before, waiting for a connection
+            return
+        try:
+            self._do_local(m)
+        except _Park as p:
+            # A connection to p.node is being made in the background: this
+            # sender's requests wait, in order, and everyone else's go on.
+            self.parked[sender] = collections.deque([m])
+            self.parked_on.setdefault(p.node, []).append(sender)
+
+    def _do_local(self, m: tuple[Any, ...]) -> None:
+        """Carry out a local process's request. Raises `_Park` (from `_conn`,
+        before any side effect) when it needs a connection still being made."""
         tag = m[0]
         if tag == "$dist_send" and len(m) == 4:
             self._send(m[1], m[2], m[3])
@@ -853,16 +882,64 @@ class _Router:
     # -- writing to peers -----------------------------------------------------
 
     def _conn(self, node: str) -> Any:
-        """The connection to `node`, opened if needed; None if it cannot be."""
+        """The connection to `node`; None if it cannot be made.
+
+        When there is none yet, it is made in a thread of its own (an epmd
+        lookup, a TCP connect and a handshake can take seconds against a
+        host that does not answer) and `_Park` is raised: the request that
+        needed it waits, with every later one from the same sender, and is
+        carried out when the attempt ends (`_dialled`). Meanwhile this loop
+        serves everything else: one dead node does not stall the others,
+        as Erlang's net_kernel sets connections up in processes of their own.
+        """
         c = self.node.connections.get(node)  # a dict read: the lock is for opening
         if c is not None:
             return c
-        if node == self.name:
+        if node == self.name or node in self.unreachable:
             return None
+        if node not in self.dialling:
+            self.dialling.add(node)
+            threading.Thread(
+                target=self._dial, args=(node,), name=f"dist-connect {node}", daemon=True
+            ).start()
+        raise _Park(node)
+
+    def _dial(self, node: str) -> None:
+        # In its own thread: DistNode.connect registers the connection (and
+        # the pump takes it) before the router hears of it.
         try:
-            return self.node.connect(node)
-        except (OSError, OTPError):
-            return None
+            self.node.connect(node)
+            ok = True
+        except Exception:  # OSError, OTPError, a handshake refused...
+            ok = False
+        self._queue(("dialled", node, ok))
+
+    def _dialled(self, node: str, ok: bool) -> None:
+        """The attempt to connect to `node` ended: carry out the requests that
+        waited for it, in each sender's order. Failed, they meet a node that
+        cannot be reached (`_conn` is None for it meanwhile): sends dropped,
+        monitors DOWN and links broken with noconnection, as in Erlang. The
+        next request after tries again."""
+        self.dialling.discard(node)
+        senders = self.parked_on.pop(node, [])
+        if not ok:
+            self.unreachable.add(node)
+        try:
+            for sender in senders:
+                self._unpark(sender)
+        finally:
+            self.unreachable.discard(node)
+
+    def _unpark(self, sender: Any) -> None:
+        q = self.parked.get(sender)
+        while q:
+            try:
+                self._do_local(q[0])
+            except _Park as p:
+                self.parked_on.setdefault(p.node, []).append(sender)  # another node now
+                return
+            q.popleft()
+        self.parked.pop(sender, None)
 
     def _send(self, sender: Pid, dest: Any, data: bytes) -> None:
         control: tuple[Any, ...]
@@ -915,6 +992,15 @@ class _Router:
             if c is not None:
                 with contextlib.suppress(OSError, EncodeError):
                     c.send((SEND, _EMPTY, to), message, has_message=True)
+
+
+class _Park(Exception):
+    """Raised by `_Router._conn`: the request needs a connection to `node`
+    that is still being made."""
+
+    def __init__(self, node: str) -> None:
+        super().__init__(node)
+        self.node = node
 
 
 def _reason(reason: Any) -> Any:
