@@ -951,13 +951,21 @@ class Process:
             del self.abandoned[next(iter(self.abandoned))]
 
     def _is_late_reply(self, m: Any) -> bool:
-        """A reply to a call that already gave up: dropped as it arrives.
+        """A reply to a call that already gave up, or the DOWN of a remote
+        monitor already removed: dropped as it arrives.
 
         Only a message that arrives after the call gave up can be its late
         reply (one that came earlier was found by the call), so filtering at
         arrival is complete, and a long mailbox is never rescanned for it.
+        The same holds for a remote monitor's DOWN: the dist process may have
+        sent it before it read our demonitor (otp/dist/_route.py), and
+        Erlang's demonitor promises that none comes after it returned.
         """
-        if type(m) is tuple and len(m) == 2 and _is_tag(m[0]) and m[0] in self.abandoned:
+        t = type(m)
+        if t is tuple and len(m) == 2 and _is_tag(m[0]) and m[0] in self.abandoned:
+            del self.abandoned[m[0]]
+            return True
+        if t is DOWN and m[0] in self.abandoned:
             del self.abandoned[m[0]]
             return True
         return False

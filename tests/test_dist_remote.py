@@ -265,3 +265,22 @@ def test_a_node_that_does_not_answer_holds_up_only_those_who_send_to_it(
 
 def _send_to(node: str) -> None:
     otp.send(("anyone", node), "hello?")
+
+
+def test_no_down_arrives_after_a_remote_call_gave_up(local: str, peer: Peer, epmd: Epmd) -> None:
+    # As gen:call's demonitor(Mref, [flush]): once a call has raised
+    # CallTimeout, nothing of it reaches the caller's mailbox later, not
+    # even the DOWN its monitor gets when the node turns out unreachable.
+    silent = socket.create_server(("127.0.0.1", 0))
+    reg = _epmd.register(f"mute{os.getpid()}", silent.getsockname()[1], epmd=epmd.port)
+    try:
+        with pytest.raises(otp.CallTimeout):
+            gen_server.call(("anyone", f"mute{os.getpid()}@127.0.0.1"), "hello?", 0.3)
+    finally:
+        reg.close()
+        silent.close()  # the connect attempt fails now: the monitor's DOWN is sent
+    # A call of this process to another node goes after what it asked
+    # before (its requests wait in order): when it returns, that is done.
+    assert gen_server.call(("counter", peer.name), ("add", 0), 20) == 0
+    with pytest.raises(otp.ReceiveTimeout):
+        otp.receive(lambda m: isinstance(m, otp.DOWN), 0)

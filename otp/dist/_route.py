@@ -177,9 +177,14 @@ def monitor(p: _runtime.Process, ref: Ref, target: Any) -> None:
 
 
 def demonitor(p: _runtime.Process, ref: Any) -> bool:
-    """Drop a remote monitor; False if `ref` is not one this process holds."""
+    """Drop a remote monitor; False if `ref` is not one this process holds.
+
+    The dist process may have sent the monitor's DOWN before it reads this
+    (the target ended, the node was found unreachable): that DOWN is dropped
+    when it arrives (`Process.abandon`), so none comes after this returns."""
     if _remote_mons.pop(ref, None) is None:
         return False
+    p.abandon(ref)
     d = _dist(p)
     if d is not None:
         p.send(d[0], ("$dist_demonitor", p.pid, ref))
