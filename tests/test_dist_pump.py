@@ -6,6 +6,7 @@ local senders while a peer does not read."""
 from __future__ import annotations
 
 import os
+import signal
 from typing import Any
 
 import psutil
@@ -132,3 +133,55 @@ def test_a_stopped_peer_holds_local_senders_back_instead_of_filling_memory(
             p.resume()
     done = otp.receive(lambda m: type(m) is tuple and m[0] == "done", 60)
     assert done == ("done", True, True)
+
+
+def _tcp_queues(ports: set[int]) -> list[tuple[int, int]]:
+    """(tx_queue, rx_queue) of each loopback TCP socket with a local port in
+    `ports` (/proc/net/tcp: both ends of a connection live on this machine)."""
+    out = []
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            if int(fields[1].split(":")[1], 16) in ports:
+                tx, rx = fields[4].split(":")
+                out.append((int(tx, 16), int(rx, 16)))
+    return out
+
+
+def _counts_then_reports(main: otp.Pid, n: int) -> None:
+    for _ in range(n):
+        otp.receive()
+    otp.send(main, ("all", n))
+
+
+def test_what_arrives_while_a_slow_local_process_is_written_to_is_delivered_at_once(
+    local: str, peer: Peer
+) -> None:
+    # The dist process writes to a local process whose socket is full (here
+    # SIGSTOPped) and reads the network meanwhile. What it read then must be
+    # delivered as soon as the write is done, not after the next packet or
+    # tick wakes it (15 s later with every peer done sending: seen as a
+    # stalled cast flood in benchmarks/bench_dist.py).
+    me = otp.self_pid()
+    n, blob = 300, b"x" * 16384  # ~5 MiB for the stopped one: far over a socket buffer
+    slow = otp.spawn(_counts_then_reports, me, n)
+    quick = otp.spawn(_counts_then_reports, me, 1)
+    assert gen_server.call(("counter", peer.name), ("add", 0), 10) == 0  # connected
+    dist = otp.whereis("net_kernel")
+    assert dist is not None
+    proc = psutil.Process(dist.id)
+    conns = getattr(proc, "net_connections", proc.connections)("tcp")  # psutil < 6: connections
+    ports = {c.laddr.port for c in conns if c.raddr} | {c.raddr.port for c in conns if c.raddr}
+    os.kill(slow.id, signal.SIGSTOP)
+    try:
+        for _ in range(n):
+            otp.send(("echo", peer.name), (slow, blob))  # echoed to `slow`
+        otp.send(("echo", peer.name), (quick, "and me"))  # echoed to `quick`, last
+        # Until the peer has sent everything and our dist process has read it
+        # (its reads go on while it waits to write to `slow`).
+        wait_until(lambda: all(q == (0, 0) for q in _tcp_queues(ports)), 20)
+    finally:
+        os.kill(slow.id, signal.SIGCONT)
+    assert otp.receive(lambda m: m == ("all", n), 10)
+    assert otp.receive(lambda m: m == ("all", 1), 5)

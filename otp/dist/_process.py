@@ -350,6 +350,13 @@ class _Router:
                 self._flush_local()
                 pump.flush()
                 self.names.clear()
+                if work or mb:
+                    # The flush waited for a slow local process, and read
+                    # the network and local sockets meanwhile (_write_slow):
+                    # what came in is served now, not after the next wake-up
+                    # (which, with every peer done sending, is only a tick
+                    # away: 15 s of nothing delivered).
+                    continue
                 p.wait(pump.lazy_timeout())
                 if pump.lazy:
                     pump.flush_lazy()
