@@ -418,7 +418,7 @@ class _Router:
                 self.calls.pop(control[3], None)
                 entry = self.out_mons.pop(control[3], None)
                 if entry is not None:
-                    _runtime.send(entry[1], DOWN(control[3], entry[2], control[4]))
+                    _runtime.send(entry[1], DOWN(control[3], entry[2], _local_reason(control[4])))
             elif op == LINK:
                 self._link_in(control[1], control[2])
             elif op == UNLINK_ID:
@@ -767,7 +767,7 @@ class _Router:
         """EXIT: a link broke on the peer's side (its process ended)."""
         if remote in self.links.get(local, ()):
             self._link_del(local, remote)
-            self._signal(local, DistSignal("exit", remote, reason))
+            self._signal(local, DistSignal("exit", remote, _local_reason(reason)))
 
     def _exit2_in(self, remote: Any, local: Any, reason: Any) -> None:
         """EXIT2: `exit(Pid, Reason)` from a peer's process."""
@@ -776,7 +776,7 @@ class _Router:
         if reason == "kill":
             _runtime.exit(local, "kill")  # SIGKILL, untrappable, as locally
         else:
-            self._signal(local, DistSignal("exit2", remote, reason))
+            self._signal(local, DistSignal("exit2", remote, _local_reason(reason)))
 
     def _link_out(self, local: Pid, remote: Pid) -> None:
         """`otp.link(remote)` from a local process (which holds its half)."""
@@ -1008,6 +1008,18 @@ class _Park(Exception):
     def __init__(self, node: str) -> None:
         super().__init__(node)
         self.node = node
+
+
+def _local_reason(reason: Any) -> Any:
+    """An exit reason from a peer, as a local one reads: `killed`, not
+    `Atom('killed')` (equal either way, Atom being a str; this is for the
+    reports and logs that show it), and `("shutdown", x)` for {shutdown, X}.
+    The reverse of `_reason`."""
+    if type(reason) is Atom:
+        return str(reason)
+    if type(reason) is tuple and reason and type(reason[0]) is Atom:
+        return (str(reason[0]), *reason[1:])
+    return reason
 
 
 def _reason(reason: Any) -> Any:
