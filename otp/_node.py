@@ -459,8 +459,12 @@ class _Root:
         self.ep.register(main_sock.fileno(), select.EPOLLIN)
         zpath = f"{rundir}/zygote"
         self.zl = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.zl.bind(zpath)
+        # Bound under a temporary name and renamed into place once listening,
+        # as every process socket is: whoever sees the file may connect (a
+        # connect between bind and listen is refused).
+        self.zl.bind(f"{zpath}.tmp")
         self.zl.listen(socket.SOMAXCONN)
+        os.rename(f"{zpath}.tmp", zpath)
         self.zl.setblocking(False)
         self.ep.register(self.zl.fileno(), select.EPOLLIN)
         self.sig_r, self.sig_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
