@@ -284,3 +284,30 @@ def test_no_down_arrives_after_a_remote_call_gave_up(local: str, peer: Peer, epm
     assert gen_server.call(("counter", peer.name), ("add", 0), 20) == 0
     with pytest.raises(otp.ReceiveTimeout):
         otp.receive(lambda m: isinstance(m, otp.DOWN), 0)
+
+
+def test_a_send_to_a_node_that_does_not_answer_holds_up_nothing_else_of_its_sender(
+    local: str, peer: Peer, epmd: Epmd
+) -> None:
+    # As Erlang buffers per connection: what this process sends to a node
+    # being connected waits for that connection only; its calls to another
+    # node, and to the same silent node's monitor after, keep their order
+    # per node.
+    silent = socket.create_server(("127.0.0.1", 0))
+    reg = _epmd.register(f"deaf{os.getpid()}", silent.getsockname()[1], epmd=epmd.port)
+    deaf = f"deaf{os.getpid()}@127.0.0.1"
+    try:
+        otp.send(("anyone", deaf), "hello?")
+        ref = otp.monitor(("anyone", deaf))
+        otp.demonitor(ref)
+        t0 = time.monotonic()
+        assert gen_server.call(("counter", peer.name), ("add", 0), 3) == 0
+        assert time.monotonic() - t0 < _handshake.HANDSHAKE_TIMEOUT / 2
+    finally:
+        reg.close()
+        silent.close()
+    # The silent node's attempt fails: its monitor was removed before, so
+    # no DOWN of it comes, and the sender is not held up any more.
+    assert gen_server.call(("counter", peer.name), ("add", 0), 20) == 0
+    with pytest.raises(otp.ReceiveTimeout):
+        otp.receive(lambda m: isinstance(m, otp.DOWN), 0.2)

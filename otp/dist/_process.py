@@ -23,9 +23,9 @@ Outgoing: the runtime hands a destination that is not on this node to
 process a private envelope, `("$dist_send", sender, dest, term_bytes)`, as an
 ordinary local message. This process writes it to the peer's connection,
 connecting on demand through epmd. The connecting happens in a thread of
-its own (`_conn`): what that sender asks meanwhile waits, in order, and
-every other sender goes on, so a node that does not answer holds up only
-those who talk to it. One local connection from each sender to this process
+its own (`_conn`): what a sender asks of that node meanwhile waits, in
+order, and everything else goes on (its requests to other nodes included),
+so a node that does not answer holds up only what is for it. One local connection from each sender to this process
 and one TCP connection per peer keep each sender's order end to end.
 
 Incoming: SEND and REG_SEND are delivered to the local Pid or name (looked
@@ -246,9 +246,11 @@ class _Router:
         # wait on which node. `unreachable`: nodes whose attempt just failed,
         # while their waiting requests are carried out.
         self.dialling: set[str] = set()
-        self.parked: dict[Any, collections.deque[tuple[Any, ...]]] = {}
+        self.parked: dict[tuple[Any, str], collections.deque[tuple[Any, ...]]] = {}
         self.parked_on: dict[str, list[Any]] = {}
         self.unreachable: set[str] = set()
+        # The node of each parked monitor, by ref: its demonitor waits there too.
+        self.parked_refs: dict[Any, str] = {}
         # The local processes holding monitors of other nodes' processes or
         # nodes, each monitored here once (see _watch): local Pid -> our
         # monitor's ref, and back.
@@ -547,17 +549,50 @@ class _Router:
         if t is not tuple or not m:
             return
         sender = m[1] if len(m) > 1 and type(m[1]) is Pid else None
-        parked = self.parked.get(sender)
-        if parked is not None:
-            parked.append(m)  # behind what it sent before, waiting for a connection
-            return
+        node = self._node_of(m) if self.parked else None
+        if node is not None:
+            parked = self.parked.get((sender, node))
+            if parked is not None:
+                # Behind what this sender asked of that node before, waiting
+                # for the connection (its requests to other nodes go on).
+                parked.append(m)
+                self._note_parked_ref(m, node)
+                return
         try:
             self._do_local(m)
         except _Park as p:
             # A connection to p.node is being made in the background: this
-            # sender's requests wait, in order, and everyone else's go on.
-            self.parked[sender] = collections.deque([m])
+            # sender's requests to that node wait, in order; the rest goes on.
+            self.parked[(sender, p.node)] = collections.deque([m])
             self.parked_on.setdefault(p.node, []).append(sender)
+            self._note_parked_ref(m, p.node)
+
+    def _node_of(self, m: tuple[Any, ...]) -> str | None:
+        """The node a local request is for (None: none, or not known)."""
+        tag = m[0]
+        try:
+            if tag == "$dist_send":
+                return _dest_node(m[2])
+            if tag in ("$dist_gen_call", "$dist_monitor"):
+                return _dest_node(m[3])
+            if tag == "$dist_demonitor":
+                entry = self.out_mons.get(m[2])
+                return entry[0] if entry is not None else self.parked_refs.get(m[2])
+            if tag == "$dist_monitor_node":
+                return str(m[2])
+            if tag in ("$dist_link", "$dist_unlink", "$dist_exit"):
+                return str(m[2].node)
+            if tag == "$dist_spawn":
+                return str(m[3])
+            if tag == "io_request":
+                return str(m[1].node)
+        except (AttributeError, IndexError, TypeError):
+            pass
+        return None
+
+    def _note_parked_ref(self, m: tuple[Any, ...], node: str) -> None:
+        if m[0] in ("$dist_gen_call", "$dist_monitor") and len(m) > 2:
+            self.parked_refs[m[2]] = node
 
     def _do_local(self, m: tuple[Any, ...]) -> None:
         """Carry out a local process's request. Raises `_Park` (from `_conn`,
@@ -894,8 +929,9 @@ class _Router:
         When there is none yet, it is made in a thread of its own (an epmd
         lookup, a TCP connect and a handshake can take seconds against a
         host that does not answer) and `_Park` is raised: the request that
-        needed it waits, with every later one from the same sender, and is
-        carried out when the attempt ends (`_dialled`). Meanwhile this loop
+        needed it waits, with every later one from the same sender for the
+        same node (`_node_of`), and is carried out when the attempt ends
+        (`_dialled`). As Erlang buffers per connection. Meanwhile this loop
         serves everything else: one dead node does not stall the others,
         as Erlang's net_kernel sets connections up in processes of their own.
         """
@@ -933,20 +969,25 @@ class _Router:
             self.unreachable.add(node)
         try:
             for sender in senders:
-                self._unpark(sender)
+                self._unpark(sender, node)
         finally:
             self.unreachable.discard(node)
 
-    def _unpark(self, sender: Any) -> None:
-        q = self.parked.get(sender)
+    def _unpark(self, sender: Any, node: str) -> None:
+        q = self.parked.get((sender, node))
         while q:
+            m = q[0]
             try:
-                self._do_local(q[0])
-            except _Park as p:
-                self.parked_on.setdefault(p.node, []).append(sender)  # another node now
+                self._do_local(m)
+            except _Park:
+                # Connected and lost again before we got here: a new attempt
+                # is under way; the rest waits for it.
+                self.parked_on.setdefault(node, []).append(sender)
                 return
             q.popleft()
-        self.parked.pop(sender, None)
+            if m[0] in ("$dist_gen_call", "$dist_monitor") and len(m) > 2:
+                self.parked_refs.pop(m[2], None)
+        self.parked.pop((sender, node), None)
 
     def _send(self, sender: Pid, dest: Any, data: bytes) -> None:
         control: tuple[Any, ...]
@@ -999,6 +1040,10 @@ class _Router:
             if c is not None:
                 with contextlib.suppress(OSError, EncodeError):
                     c.send((SEND, _EMPTY, to), message, has_message=True)
+
+
+def _dest_node(dest: Any) -> str:
+    return str(dest.node) if type(dest) is Pid else str(dest[1])
 
 
 class _Park(Exception):
