@@ -106,18 +106,23 @@ class Peer:
         self.proc = proc
 
 
+def start_program(argv: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    """Start a peer program (a Python node, tests/dist_peer.py or a script of
+    a test) and wait for its "ready" line; stop it with `stop_program`."""
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert readline(proc.stdout, 30) == "ready"
+    except BaseException:
+        stop_program(proc)
+        raise
+    return proc
+
+
 @contextlib.contextmanager
 def python_peer(name: str, cookie: str, epmd: Any) -> Iterator[Peer]:
     env = dict(epmd.env, PYTHONPATH=os.path.dirname(HERE))
-    proc = subprocess.Popen(
-        [sys.executable, PEER, name, cookie, str(epmd.port)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    proc = start_program([sys.executable, PEER, name, cookie, str(epmd.port)], env)
     try:
-        assert readline(proc.stdout, 30) == "ready"
         yield Peer(name, proc)
     finally:
         stop_program(proc)
@@ -158,11 +163,15 @@ io:format("ready~n").
 
 
 @contextlib.contextmanager
-def erl_node(name: str, cookie: str, epmd: Any) -> Iterator[subprocess.Popen[str]]:
+def erl_node(
+    name: str, cookie: str, epmd: Any, script: str = AGENT
+) -> Iterator[subprocess.Popen[str]]:
+    """A real erl node running `script` (AGENT by default), which must print
+    "ready"; killed at the end."""
     from otp.dist._testing import erl_args, require_erl
 
     proc = subprocess.Popen(
-        [require_erl(), "-noshell", *erl_args(name, cookie), "-eval", AGENT],
+        [require_erl(), "-noshell", *erl_args(name, cookie), "-eval", script],
         stdout=subprocess.PIPE,
         text=True,
         env=epmd.env,
@@ -175,6 +184,21 @@ def erl_node(name: str, cookie: str, epmd: Any) -> Iterator[subprocess.Popen[str
         proc.wait(10)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def next_tagged(tag: str, timeout: float = 15) -> Any:
+    """The next message `(tag, ...)`."""
+    return otp.receive(lambda m: type(m) is tuple and m[:1] == (tag,), timeout=timeout)
+
+
+def down_reason(ref: otp.Ref, timeout: float = 15) -> Any:
+    """The reason of the DOWN of monitor `ref`."""
+    return otp.receive(lambda m: type(m) is otp.DOWN and m.ref == ref, timeout=timeout).reason
+
+
+def exit_reason(pid: otp.Pid, timeout: float = 15) -> Any:
+    """The reason of the EXIT message from `pid` (the caller traps exits)."""
+    return otp.receive(lambda m: type(m) is otp.EXIT and m.pid == pid, timeout=timeout).reason
 
 
 def agent_of(node: str) -> otp.Pid:

@@ -9,18 +9,17 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from dist_helpers import readline
+from dist_helpers import erl_node
 
 import otp
 from behaviours import gen_server
 from otp.dist import Atom
-from otp.dist._testing import Epmd, erl_args, require_erl
+from otp.dist._testing import Epmd
 
 pytestmark = pytest.mark.erlang
 
@@ -39,20 +38,8 @@ SERVER = (
 @pytest.fixture
 def erl(epmd: Epmd, cookie: str) -> Iterator[str]:
     name = f"m{os.getpid()}@127.0.0.1"
-    proc = subprocess.Popen(
-        [require_erl(), "-noshell", *erl_args(name, cookie), "-eval", SERVER],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=epmd.env,
-    )
-    try:
-        assert readline(proc.stdout, 30) == "ready"
+    with erl_node(name, cookie, epmd, SERVER):
         yield name
-    finally:
-        proc.kill()
-        proc.wait(10)
-        if proc.stdout is not None:
-            proc.stdout.close()
 
 
 def _monitored_by(node: str) -> list[Any]:

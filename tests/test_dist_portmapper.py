@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 from conftest import REPO, wait_until
-from dist_helpers import stop_program
+from dist_helpers import start_program, stop_program
 
 import otp
 from behaviours import GenServer, Reply, gen_server
@@ -274,17 +274,9 @@ def peers(host: Host) -> Iterator[Callable[[str], subprocess.Popen[str]]]:
     procs: list[subprocess.Popen[str]] = []
 
     def start(name: str) -> subprocess.Popen[str]:
-        proc = subprocess.Popen(
-            [sys.executable, PEER, name, host.cookie, str(host.epmd)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env=dict(os.environ, PYTHONPATH=REPO),
-        )
+        argv = [sys.executable, PEER, name, host.cookie, str(host.epmd)]
+        proc = start_program(argv, dict(os.environ, PYTHONPATH=REPO))
         procs.append(proc)
-        assert proc.stdout is not None
-        ready, _, _ = select.select([proc.stdout], [], [], 30)
-        assert ready and proc.stdout.readline().strip() == "ready"
         return proc
 
     yield start

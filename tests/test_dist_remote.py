@@ -14,13 +14,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from dist_helpers import Peer, readline
+from dist_helpers import Peer, erl_node
 
 import otp
 from behaviours import GenServer, Reply, gen_server
 from otp.dist import _epmd, _handshake
 from otp.dist._etf import EncodeError
-from otp.dist._testing import Epmd, erl_args, require_erl
+from otp.dist._testing import Epmd
 
 pytestmark = pytest.mark.erlang  # epmd comes with Erlang (no port mapper of our own yet)
 
@@ -35,28 +35,17 @@ class Doubler(GenServer):
                 return Reply(2 * n, state)
 
 
-@contextlib.contextmanager
-def _echo_node(name: str, epmd: Epmd, cookie: str) -> Iterator[subprocess.Popen[str]]:
-    """A real erl node with `echo` ({From, M} -> From ! {echoed, M, self()})."""
-    script = (
-        "register(echo, spawn(fun Loop() -> receive {From, M} -> "
-        "From ! {echoed, M, self()}, Loop() end end)),"
-        'io:format("ready~n").'
-    )
-    proc = subprocess.Popen(
-        [require_erl(), "-noshell", *erl_args(name, cookie), "-eval", script],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=epmd.env,
-    )
-    try:
-        assert readline(proc.stdout, 30) == "ready"
-        yield proc
-    finally:
-        proc.kill()  # erl: no stdin to close
-        proc.wait(10)
-        if proc.stdout is not None:
-            proc.stdout.close()
+# erl's `echo`: {From, M} -> From ! {echoed, M, self()}.
+ECHO = (
+    "register(echo, spawn(fun Loop() -> receive {From, M} -> "
+    "From ! {echoed, M, self()}, Loop() end end)),"
+    'io:format("ready~n").'
+)
+
+
+def _echo_node(name: str, epmd: Epmd, cookie: str) -> contextlib.AbstractContextManager[Any]:
+    """A real erl node with `echo`."""
+    return erl_node(name, cookie, epmd, ECHO)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from typing import Any
 
 import dist_helpers
 import pytest
-from dist_helpers import Peer, agent_of, erl_node
+from dist_helpers import Peer, agent_of, down_reason, erl_node, exit_reason, next_tagged
 
 import otp
 from otp import Atom
@@ -21,33 +21,21 @@ from otp.dist._testing import Epmd
 pytestmark = pytest.mark.erlang  # epmd comes with Erlang
 
 
-def _next(tag: str, timeout: float = 15) -> Any:
-    return otp.receive(lambda m: type(m) is tuple and m[:1] == (tag,), timeout=timeout)
-
-
-def _down(ref: otp.Ref, timeout: float = 15) -> Any:
-    return otp.receive(lambda m: type(m) is otp.DOWN and m.ref == ref, timeout=timeout).reason
-
-
-def _exit_from(pid: otp.Pid, timeout: float = 15) -> Any:
-    return otp.receive(lambda m: type(m) is otp.EXIT and m.pid == pid, timeout=timeout).reason
-
-
 def test_spawn_runs_module_function_in_a_new_process_of_the_other_node(
     local: str, peer: Peer
 ) -> None:
     pid = otp.spawn("dist_helpers:report", otp.self_pid(), 1, "two", (3,), node=peer.name)
     assert pid.node == peer.name
-    assert _next("ran") == ("ran", pid, pid.id, [1, "two", (3,)])
+    assert next_tagged("ran") == ("ran", pid, pid.id, [1, "two", (3,)])
     assert pid.id != os.getpid()
     # A function of an importable module stands for its "module:function".
     pid = otp.spawn(dist_helpers.report, otp.self_pid(), "by reference", node=peer.name)
-    assert _next("ran")[1:] == (pid, pid.id, ["by reference"])
+    assert next_tagged("ran")[1:] == (pid, pid.id, ["by reference"])
     # node= this node, or a name without node=: a local process.
     pid = otp.spawn("dist_helpers:report", otp.self_pid(), node=local)
-    assert pid.node == local and _next("ran")[1] == pid
+    assert pid.node == local and next_tagged("ran")[1] == pid
     pid = otp.spawn("dist_helpers:report", otp.self_pid(), "here")
-    assert _next("ran")[1:] == (pid, pid.id, ["here"])
+    assert next_tagged("ran")[1:] == (pid, pid.id, ["here"])
 
 
 def test_spawn_link_and_spawn_monitor_on_another_node_carry_the_exit_reason(
@@ -55,9 +43,9 @@ def test_spawn_link_and_spawn_monitor_on_another_node_carry_the_exit_reason(
 ) -> None:
     otp.trap_exit(True)
     pid = otp.spawn_link("dist_helpers:end_with", ("shutdown", "done"), node=peer.name)
-    assert _exit_from(pid) == ("shutdown", "done")
+    assert exit_reason(pid) == ("shutdown", "done")
     _, ref = otp.spawn_monitor("dist_helpers:end_with", "boom", node=peer.name)
-    assert _down(ref) == "boom"
+    assert down_reason(ref) == "boom"
 
     # Linked from its first instruction: our end reaches it at once.
     def spawns_and_dies(node: str, main: otp.Pid) -> None:
@@ -67,16 +55,16 @@ def test_spawn_link_and_spawn_monitor_on_another_node_carry_the_exit_reason(
         raise otp.Exit("parent_gone")
 
     parent = otp.spawn(spawns_and_dies, peer.name, otp.self_pid())
-    child = _next("child")[1]
+    child = next_tagged("child")[1]
     ref = otp.monitor(child)
     otp.send(parent, "go")
-    assert _down(ref) == "parent_gone"
+    assert down_reason(ref) == "parent_gone"
     # A monitor set by spawn_monitor is an ordinary remote monitor.
     pid, ref = otp.spawn_monitor("dist_helpers:wait_forever", node=peer.name)
     assert otp.demonitor(ref) is True
     otp.exit(pid, "kill")
     ref2 = otp.monitor(pid)
-    assert _down(ref2) in ("killed", "noproc")
+    assert down_reason(ref2) in ("killed", "noproc")
     assert not any(type(m) is otp.DOWN and m.ref == ref for m in _drain())
 
 
@@ -91,20 +79,20 @@ def _drain() -> list[Any]:
 
 def test_a_function_that_does_not_exist_ends_its_process_with_undef(local: str, peer: Peer) -> None:
     _, ref = otp.spawn_monitor("no_such_module:f", 1, node=peer.name)
-    assert _down(ref) == ("undef", [("no_such_module", "f", [1], [])])
+    assert down_reason(ref) == ("undef", [("no_such_module", "f", [1], [])])
     _, ref = otp.spawn_monitor("dist_helpers:no_such_function", node=peer.name)
-    assert _down(ref) == ("undef", [("dist_helpers", "no_such_function", [], [])])
+    assert down_reason(ref) == ("undef", [("dist_helpers", "no_such_function", [], [])])
     # The same locally.
     _, ref = otp.spawn_monitor("no_such_module:f")
-    assert _down(ref) == ("undef", [("no_such_module", "f", [], [])])
+    assert down_reason(ref) == ("undef", [("no_such_module", "f", [], [])])
 
 
 def test_spawn_on_an_unreachable_node_gives_a_pid_that_ends_with_noconnection(local: str) -> None:
     otp.trap_exit(True)
     pid = otp.spawn_link("dist_helpers:report", 1, node="nobody@127.0.0.1")
-    assert _exit_from(pid) == "noconnection"
+    assert exit_reason(pid) == "noconnection"
     pid, ref = otp.spawn_monitor("dist_helpers:report", node="nobody@127.0.0.1")
-    assert _down(ref) == "noconnection"
+    assert down_reason(ref) == "noconnection"
 
 
 def test_what_cannot_be_spawned_elsewhere_fails_in_the_caller(local: str) -> None:
@@ -133,15 +121,15 @@ def test_erl_spawns_into_python_and_python_spawns_on_erl(
             (Atom("spawn_link"), Atom(local), Atom("dist_helpers"), Atom("report"),
              [otp.self_pid(), Atom("from_erl")]),
         )  # fmt: skip
-        spawned = _next("spawned")[1]
+        spawned = next_tagged("spawned")[1]
         assert spawned.node == local
-        assert _next("ran") == ("ran", spawned, spawned.id, ["from_erl"])
-        assert _next("got") == ("got", (Atom("EXIT"), spawned, Atom("normal")))
+        assert next_tagged("ran") == ("ran", spawned, spawned.id, ["from_erl"])
+        assert next_tagged("got") == ("got", (Atom("EXIT"), spawned, Atom("normal")))
         # Python on erl: the reason comes back, undef included.
         pid = otp.spawn_link("erlang:exit", Atom("boom"), node=node)
-        assert pid.node == node and _exit_from(pid) == "boom"
+        assert pid.node == node and exit_reason(pid) == "boom"
         _, ref = otp.spawn_monitor("no_such_module:f", node=node)
-        assert _down(ref) == ("undef", [("no_such_module", "f", [], [])])
+        assert down_reason(ref) == ("undef", [("no_such_module", "f", [], [])])
         pid, ref = otp.spawn_monitor("timer:sleep", Atom("infinity"), node=node)
         otp.exit(pid, "kill")
-        assert _down(ref) == "killed"
+        assert down_reason(ref) == "killed"

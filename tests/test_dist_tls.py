@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 from conftest import REPO, wait_until
 from dist_certs import Cert, Pki
-from dist_helpers import stop_program
+from dist_helpers import start_program, stop_program
 
 import otp
 from behaviours import GenServer, Reply, gen_server
@@ -268,17 +268,9 @@ def peer_program(cluster: Cluster) -> Iterator[Callable[[str, str], str]]:
     def start(name: str, cert: str) -> str:
         c = cluster.certs[cert]
         args = [name, cluster.cookie, str(cluster.epmd), c.certfile, c.keyfile, cluster.pki.cafile]
-        proc = subprocess.Popen(
-            [sys.executable, "-c", PEER, *args],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env=dict(os.environ, PYTHONPATH=REPO),
+        procs.append(
+            start_program([sys.executable, "-c", PEER, *args], dict(os.environ, PYTHONPATH=REPO))
         )
-        procs.append(proc)
-        assert proc.stdout is not None
-        ready, _, _ = select.select([proc.stdout], [], [], 30)
-        assert ready and proc.stdout.readline().strip() == "ready"
         return name
 
     yield start
@@ -333,13 +325,21 @@ def transport(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-def _raw_connect(cluster: Cluster, node: DistNode, transport: str) -> Any:
-    """A connection to `node` speaking nothing yet, TLS already done if
-    `transport` is "tls" (with a trusted certificate)."""
-    raw = socket.create_connection(("127.0.0.1", node.port), timeout=20)
+def _raw_connect(cluster: Cluster, node: DistNode | int, transport: str) -> Any:
+    """A connection to `node` (or a port) speaking nothing yet, TLS already
+    done if `transport` is "tls" (with a trusted certificate)."""
+    port = node if isinstance(node, int) else node.port
+    raw = socket.create_connection(("127.0.0.1", port), timeout=20)
     if transport == "tcp":
         return raw
     return _tls.TLSSocket.client(raw, cluster.tls("b").client_context(), "127.0.0.1", 20)
+
+
+def _port_of(cluster: Cluster, node: str) -> int:
+    """The port `node` listens on, as the port mapper says."""
+    found = _epmd.port_please(node.split("@")[0], epmd=cluster.epmd)
+    assert found is not None
+    return found[0]
 
 
 def _cert(transport: str, name: str = "a") -> str | None:
@@ -574,14 +574,11 @@ def test_a_packet_read_with_the_tls_handshake_is_delivered_at_once(cluster: Clus
     otp.node.start(name=me, cookie=cluster.cookie, epmd=cluster.epmd, tls=cluster.tls("a"))
     try:
         otp.register("inbox", otp.self_pid())
-        found = _epmd.port_please(me.split("@")[0], epmd=cluster.epmd)
-        assert found is not None
         stranger = f"early{os.getpid()}@127.0.0.1"
         codec = _etf.Codec(node=stranger, creation=1)
         body = b"p" + codec.encode((6, Pid((stranger, 1, 0)), Atom(""), Atom("inbox")))
         body += codec.encode("early")
-        raw = socket.create_connection(("127.0.0.1", found[0]), timeout=20)
-        tls = _tls.TLSSocket.client(raw, cluster.tls("b").client_context(), "127.0.0.1", 20)
+        tls = _raw_connect(cluster, _port_of(cluster, me), "tls")
         c = _handshake.connect(
             _Pipelining(tls, struct.pack(">I", len(body)) + body),
             stranger,
@@ -610,8 +607,7 @@ def test_garbage_on_a_tls_connection_of_a_whole_node_closes_that_connection_only
     otp.node.start(name=me, cookie=cluster.cookie, epmd=cluster.epmd, tls=cluster.tls("a"))
     try:
         assert gen_server.call(("counter", peer), ("add", 1), 20.0) == 1
-        found = _epmd.port_please(me.split("@")[0], epmd=cluster.epmd)
-        assert found is not None
+        port = _port_of(cluster, me)
         # (inside TLS or straight onto the TCP stream, the bytes, then close?)
         bad: list[tuple[str, bytes, bool]] = [
             ("record", struct.pack(">I", 0xFFFFFFFF), False),  # an absurd length
@@ -622,8 +618,8 @@ def test_garbage_on_a_tls_connection_of_a_whole_node_closes_that_connection_only
         ]
         for i, (how, data, then_close) in enumerate(bad):
             evil = f"evil{i}x{os.getpid()}@127.0.0.1"
-            raw = socket.create_connection(("127.0.0.1", found[0]), timeout=20)
-            tls = _tls.TLSSocket.client(raw, cluster.tls("b").client_context(), "127.0.0.1", 20)
+            tls = _raw_connect(cluster, port, "tls")
+            raw = tls.raw
             c = _handshake.connect(tls, evil, cluster.cookie, 5, packet=4)
             assert wait_until(lambda evil=evil: evil in otp.nodes(), 20)  # type: ignore[misc]
             if how == "record":
