@@ -55,7 +55,6 @@ import secrets
 import select
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -68,6 +67,7 @@ from typing import Any
 import otp
 from behaviours import GenServer, NoReply, Reply, gen_server
 from otp.dist._etf import Atom
+from otp.dist._testing import Epmd, Pki
 
 from ._core import Target, calibrate, summarize
 from ._driver import format_table
@@ -287,12 +287,6 @@ def _kill_down(node: str) -> float:
 # ------------------------------------------------------------ the cluster
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _readline(stream: Any, timeout: float, what: str) -> str:
     ready, _, _ = select.select([stream], [], [], timeout)
     if not ready:
@@ -308,8 +302,9 @@ class _Cluster:
         self.tls = tls
         self.pki: Any = None
         self.cookie = secrets.token_hex(16).upper()
-        self.epmd_port = _free_port()
-        self.env = dict(os.environ, ERL_EPMD_PORT=str(self.epmd_port), PYTHONPATH=str(REPO))
+        self.epmd = Epmd()  # a private port mapper, as the tests have theirs
+        self.epmd_port = self.epmd.port
+        self.env = dict(self.epmd.env, PYTHONPATH=str(REPO))
         self.pa = f"pa{os.getpid()}@127.0.0.1"
         self.pb = f"pb{os.getpid()}@127.0.0.1"
         self.ea = f"ea{os.getpid()}@127.0.0.1"
@@ -319,25 +314,10 @@ class _Cluster:
         self.client: otp.Pid | None = None
 
     def start(self) -> None:
-        subprocess.run(
-            ["epmd", "-port", str(self.epmd_port), "-address", "127.0.0.1", "-daemon"],
-            check=True,
-            timeout=10,
-        )
+        self.epmd.start()
         self.epmd_up = True
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.epmd_port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)  # a port coming up, under a deadline
         subprocess.run(["erlc", "-o", self.tmp, str(ERL_SOURCE)], check=True, timeout=60)
         if self.tls:
-            from otp.dist._testing import Pki
-
             self.pki = Pki(Path(self.tmp) / "pki")
         # Started together, waited for together: each takes about a second.
         erl = shutil.which("erl") or "erl"
@@ -414,20 +394,7 @@ class _Cluster:
             if p.stdout is not None:
                 p.stdout.close()
         if self.epmd_up:
-            # Every node is gone, but epmd may not have seen every close yet:
-            # it refuses -kill while a name is registered.
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
-                r = subprocess.run(
-                    ["epmd", "-port", str(self.epmd_port), "-kill"],
-                    capture_output=True,
-                    text=True,
-                    timeout=10,
-                    check=False,
-                )
-                if "Killed" in r.stdout or r.returncode != 0:
-                    break
-                time.sleep(0.05)  # polling epmd under a deadline
+            self.epmd.stop()  # retries while epmd has not yet seen every node go
 
 
 # ------------------------------------------------------------- the worker
